@@ -1,0 +1,1 @@
+pub use shortcut_core as core_ops;
