@@ -1,0 +1,345 @@
+//! The execution schedule of a network for one input shape, and the buffer sizes it needs.
+//!
+//! [`walk`] is the single description of how blocks are executed: it emits [`Step`]s with the
+//! buffer slot each reads and writes. [`plan`] sizes the slots from it and [`crate::forward`]
+//! executes it, so planning and execution cannot disagree.
+
+use crate::epilogue::Epilogue;
+use crate::reference::subsample_pad_shape;
+use crate::shape::{Conv2dGeometry, PoolGeometry, Shape, STEM_POOL};
+use crate::spec::{
+    stem_output, BlockKind, BlockLayer, LayerName, NetworkSpec, Shortcut, SpecError,
+};
+
+/// Number of interchangeable activation slots in the arena. A bottleneck with a projection
+/// shortcut has four activations alive at once (input, two intermediates, shortcut).
+pub const SLOTS: usize = 4;
+
+/// Where a step reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The caller's input tensor.
+    Input,
+    /// One of the [`SLOTS`] arena slots.
+    Arena(usize),
+    /// The pooled features `[n, c]`, in the arena after the slots.
+    Features,
+    /// The caller's output (logits).
+    Output,
+}
+
+/// What a step computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `index` numbers convolutions in execution order, `0..spec.conv_count()`.
+    Conv {
+        index: usize,
+        geom: Conv2dGeometry,
+        epilogue: Epilogue,
+    },
+    MaxPool(PoolGeometry),
+    /// Per-channel affine map (unfolded BN), optionally with ReLU.
+    Affine {
+        relu: bool,
+    },
+    /// Option-A shortcut.
+    ZeroPad {
+        stride: usize,
+        pad_front: usize,
+    },
+    GlobalAvgPool,
+    Linear {
+        in_features: usize,
+        out_features: usize,
+    },
+}
+
+/// One operation of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub layer: LayerName,
+    pub op: Op,
+    pub src: Slot,
+    pub dst: Slot,
+    pub in_shape: Shape,
+    pub out_shape: Shape,
+}
+
+impl Step {
+    /// Multiply-accumulates of this step for the whole batch.
+    pub fn macs(&self) -> u64 {
+        match self.op {
+            Op::Conv { geom, .. } => {
+                geom.macs(self.out_shape.h, self.out_shape.w) * self.out_shape.n as u64
+            }
+            Op::Linear { in_features, out_features } => {
+                (in_features * out_features * self.out_shape.n) as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Sizes of the buffers a forward pass needs for one input shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub input: Shape,
+    /// Elements in each arena slot (the largest activation the slot ever holds).
+    pub slot_lens: [usize; SLOTS],
+    /// Elements of the pooled features.
+    pub features_len: usize,
+    /// Logits shape `[n, classes, 1, 1]`.
+    pub output: Shape,
+}
+
+impl Plan {
+    /// Elements of `f32` scratch the caller provides to [`crate::forward::forward`].
+    pub fn arena_len(&self) -> usize {
+        self.slot_lens.iter().sum::<usize>() + self.features_len
+    }
+
+    /// Offset of each slot in the arena; `SLOTS` is the features buffer.
+    pub fn slot_offset(&self, slot: usize) -> usize {
+        self.slot_lens[..slot].iter().sum()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+}
+
+/// Validates `spec` against an input shape and sizes the buffers of a forward pass.
+pub fn plan(spec: &NetworkSpec<'_>, input: Shape) -> Result<Plan, SpecError> {
+    let mut slot_lens = [0usize; SLOTS];
+    let mut features_len = 0;
+    let mut overflow = false;
+    let output = walk(spec, input, |s| {
+        let Some(len) = s.out_shape.checked_len() else {
+            overflow = true;
+            return;
+        };
+        match s.dst {
+            Slot::Arena(i) => slot_lens[i] = slot_lens[i].max(len),
+            Slot::Features => features_len = len,
+            Slot::Input | Slot::Output => {}
+        }
+    })?;
+    if overflow || slot_lens.iter().try_fold(features_len, |a, &b| a.checked_add(b)).is_none() {
+        return Err(SpecError::TooLarge);
+    }
+    Ok(Plan { input, slot_lens, features_len, output })
+}
+
+/// Tracks which arena slots hold live activations.
+struct Slots {
+    live: [bool; SLOTS],
+}
+
+impl Slots {
+    fn take(&mut self) -> Slot {
+        let i = self.live.iter().position(|l| !l).expect("schedule needs more than SLOTS buffers");
+        self.live[i] = true;
+        Slot::Arena(i)
+    }
+    fn release(&mut self, s: Slot) {
+        if let Slot::Arena(i) = s {
+            self.live[i] = false;
+        }
+    }
+}
+
+/// Emits the schedule of `spec` for `input`, in execution order, and returns the logits shape.
+/// Validates the spec and every intermediate shape before emitting anything.
+pub fn walk(
+    spec: &NetworkSpec<'_>,
+    input: Shape,
+    mut emit: impl FnMut(&Step),
+) -> Result<Shape, SpecError> {
+    validate_input(spec, input)?;
+    let mut slots = Slots { live: [false; SLOTS] };
+    let mut conv_index = 0;
+    let mut conv = |layer, geom: Conv2dGeometry, src, dst, in_shape: Shape, epilogue| -> Step {
+        let out_shape = geom.output_shape(in_shape).expect("validated");
+        conv_index += 1;
+        Step {
+            layer,
+            op: Op::Conv { index: conv_index - 1, geom, epilogue },
+            src,
+            dst,
+            in_shape,
+            out_shape,
+        }
+    };
+
+    let stem_epilogue = if spec.stem.relu { Epilogue::RELU } else { Epilogue::NONE };
+    let mut cur = slots.take();
+    let stem = conv(LayerName::StemConv, spec.stem_conv(), Slot::Input, cur, input, stem_epilogue);
+    emit(&stem);
+    let mut shape = stem.out_shape;
+    if spec.stem.max_pool {
+        let dst = slots.take();
+        let out_shape = STEM_POOL.output_shape(shape).expect("validated");
+        emit(&Step {
+            layer: LayerName::StemPool,
+            op: Op::MaxPool(STEM_POOL),
+            src: cur,
+            dst,
+            in_shape: shape,
+            out_shape,
+        });
+        slots.release(cur);
+        cur = dst;
+        shape = out_shape;
+    }
+
+    for (block, b) in spec.blocks.iter().enumerate() {
+        let name = |layer| LayerName::Block { block, layer };
+        let convs = b.convs();
+        let x = cur;
+        // The residual branch reads `branch_in`: the input, or its BN-ReLU in pre-activation nets.
+        let branch_in = if b.preact {
+            let t = slots.take();
+            emit(&Step {
+                layer: name(BlockLayer::PreNorm),
+                op: Op::Affine { relu: true },
+                src: x,
+                dst: t,
+                in_shape: shape,
+                out_shape: shape,
+            });
+            t
+        } else {
+            x
+        };
+        // The shortcut is materialised in the block's output slot; the last conv accumulates.
+        let out = match b.shortcut {
+            Shortcut::Identity => x,
+            Shortcut::Projection => {
+                let out = slots.take();
+                let g = convs.shortcut.expect("projection has a conv");
+                emit(&conv(name(BlockLayer::Shortcut), g, branch_in, out, shape, Epilogue::NONE));
+                out
+            }
+            Shortcut::ZeroPad => {
+                let out = slots.take();
+                emit(&Step {
+                    layer: name(BlockLayer::Shortcut),
+                    op: Op::ZeroPad { stride: b.stride, pad_front: b.zero_pad_front() },
+                    src: x,
+                    dst: out,
+                    in_shape: shape,
+                    out_shape: subsample_pad_shape(shape, b.stride, b.out_channels),
+                });
+                out
+            }
+        };
+        let last = Epilogue { accumulate: true, relu: !b.preact };
+        let t1 = slots.take();
+        let s1 = conv(name(BlockLayer::Conv1), convs.conv1, branch_in, t1, shape, Epilogue::RELU);
+        emit(&s1);
+        if branch_in != x {
+            slots.release(branch_in);
+        }
+        if x != out {
+            slots.release(x);
+        }
+        let final_step = match (b.kind, convs.conv3) {
+            (BlockKind::Basic, _) | (_, None) => {
+                conv(name(BlockLayer::Conv2), convs.conv2, t1, out, s1.out_shape, last)
+            }
+            (BlockKind::Bottleneck { .. }, Some(g3)) => {
+                let t2 = slots.take();
+                let s2 = conv(
+                    name(BlockLayer::Conv2),
+                    convs.conv2,
+                    t1,
+                    t2,
+                    s1.out_shape,
+                    Epilogue::RELU,
+                );
+                emit(&s2);
+                slots.release(t1);
+                let s3 = conv(name(BlockLayer::Conv3), g3, t2, out, s2.out_shape, last);
+                slots.release(t2);
+                s3
+            }
+        };
+        slots.release(t1);
+        emit(&final_step);
+        shape = final_step.out_shape;
+        cur = out;
+    }
+
+    if spec.head.norm {
+        let dst = slots.take();
+        emit(&Step {
+            layer: LayerName::HeadNorm,
+            op: Op::Affine { relu: true },
+            src: cur,
+            dst,
+            in_shape: shape,
+            out_shape: shape,
+        });
+        cur = dst;
+    }
+    let features = Shape::new(shape.n, shape.c, 1, 1);
+    emit(&Step {
+        layer: LayerName::HeadPool,
+        op: Op::GlobalAvgPool,
+        src: cur,
+        dst: Slot::Features,
+        in_shape: shape,
+        out_shape: features,
+    });
+    let output = Shape::new(shape.n, spec.head.num_classes, 1, 1);
+    emit(&Step {
+        layer: LayerName::HeadFc,
+        op: Op::Linear { in_features: shape.c, out_features: spec.head.num_classes },
+        src: Slot::Features,
+        dst: Slot::Output,
+        in_shape: features,
+        out_shape: output,
+    });
+    Ok(output)
+}
+
+/// Checks the spec and that every layer has a non-empty output for this input.
+fn validate_input(spec: &NetworkSpec<'_>, input: Shape) -> Result<(), SpecError> {
+    spec.validate()?;
+    if input.c != spec.in_channels {
+        return Err(SpecError::InputChannels { expected: spec.in_channels, found: input.c });
+    }
+    if input.n == 0 || input.h == 0 || input.w == 0 {
+        return Err(SpecError::InputTooSmall { layer: LayerName::StemConv });
+    }
+    input.checked_len().ok_or(SpecError::TooLarge)?;
+    let (_, mut shape) = stem_output(spec, input)?;
+    for (block, b) in spec.blocks.iter().enumerate() {
+        let c = b.convs();
+        let too_small =
+            |layer| SpecError::InputTooSmall { layer: LayerName::Block { block, layer } };
+        let s1 = c.conv1.output_shape(shape).ok_or(too_small(BlockLayer::Conv1))?;
+        let s2 = c.conv2.output_shape(s1).ok_or(too_small(BlockLayer::Conv2))?;
+        let out = match c.conv3 {
+            Some(g) => g.output_shape(s2).ok_or(too_small(BlockLayer::Conv3))?,
+            None => s2,
+        };
+        let short = match b.shortcut {
+            Shortcut::Identity => shape,
+            Shortcut::Projection => c
+                .shortcut
+                .and_then(|g| g.output_shape(shape))
+                .ok_or(too_small(BlockLayer::Shortcut))?,
+            Shortcut::ZeroPad => subsample_pad_shape(shape, b.stride, b.out_channels),
+        };
+        if short != out {
+            return Err(SpecError::Invalid {
+                block: Some(block),
+                what: "shortcut and residual shapes differ",
+            });
+        }
+        out.checked_len().ok_or(SpecError::TooLarge)?;
+        shape = out;
+    }
+    Ok(())
+}
