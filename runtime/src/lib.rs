@@ -1,1 +1,19 @@
+//! `shortcut-runtime`: loads shortcut model files and runs them.
+//!
+//! ```no_run
+//! use shortcut_runtime::{Model, Tensor};
+//! let model = Model::load("resnet18.safetensors")?;
+//! let input = Tensor::zeros(vec![1, 3, 224, 224]);
+//! let logits = model.forward(&input)?;
+//! assert_eq!(logits.shape(), &[1, 1000]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod format;
+pub mod model;
+pub mod tensor;
+
+pub use format::{save_model, ModelSpec, NamedTensor, SaveError, FORMAT_VERSION};
+pub use model::{LoadError, Model, RunError};
 pub use shortcut_core as core_ops;
+pub use tensor::{ShapeError, Tensor};

@@ -1,0 +1,275 @@
+//! Loading and validating a model file, and running it.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+
+use shortcut_core::forward::{forward, Backend, ForwardError};
+use shortcut_core::spec::ParamInfo;
+use shortcut_core::weights::{AffineWeights, ConvWeights, LinearWeights};
+use shortcut_core::{plan, BlockWeights, NetworkWeights, Shape, SpecError};
+
+use crate::format::{ModelSpec, FORMAT_VERSION};
+use crate::tensor::Tensor;
+
+/// Why a model file was rejected. Every message starts with the file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not a safetensors file: {reason}")]
+    NotSafetensors { path: String, reason: String },
+    #[error("{path}: not a shortcut model: {reason}")]
+    Metadata { path: String, reason: String },
+    #[error("{path}: invalid network description: {reason}")]
+    Spec { path: String, reason: String },
+    #[error("{path}: tensor `{name}`: {problem}")]
+    Tensor { path: String, name: String, problem: String },
+}
+
+/// Why a forward pass was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("input must be NCHW (rank 4), got shape {0:?}")]
+    Rank(Vec<usize>),
+    #[error("input has {found} channels, the model takes {expected}")]
+    Channels { expected: usize, found: usize },
+    #[error("input shape {shape:?} does not fit the model: {reason}")]
+    Shape { shape: Vec<usize>, reason: SpecError },
+    #[error("forward pass failed: {0}")]
+    Forward(ForwardError),
+}
+
+/// Where the parameter bytes live.
+enum Store {
+    Mapped(memmap2::Mmap),
+    Bytes(Vec<u8>),
+    /// A copy, made when the file's tensors are not 4-byte aligned or the host is big-endian.
+    Floats(Vec<f32>),
+}
+
+/// A validated model: its architecture and its parameters, ready to run.
+pub struct Model {
+    path: String,
+    arch: String,
+    spec: ModelSpec,
+    store: Store,
+    /// Parameter name -> range in `store` (bytes for `Mapped`/`Bytes`, elements for `Floats`).
+    params: HashMap<String, Range<usize>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("path", &self.path).field("arch", &self.arch).finish()
+    }
+}
+
+impl Model {
+    /// Memory-maps and validates a model file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let io = |source| LoadError::Io { path: shown.clone(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only; like every mmap user we rely on the file not being
+        // truncated or rewritten by another process while the model is alive.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Model::from_store(shown, Store::Mapped(map))
+    }
+
+    /// Validates a model held in memory; `name` stands for the path in error messages.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Model, LoadError> {
+        Model::from_store(name.to_string(), Store::Bytes(bytes))
+    }
+
+    fn from_store(path: String, store: Store) -> Result<Model, LoadError> {
+        let bytes: &[u8] = match &store {
+            Store::Mapped(m) => m,
+            Store::Bytes(b) => b,
+            Store::Floats(_) => unreachable!("files are read as bytes"),
+        };
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| LoadError::NotSafetensors { path: path.clone(), reason: e.to_string() })?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| LoadError::NotSafetensors { path: path.clone(), reason: e.to_string() })?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let meta_err = |reason: String| LoadError::Metadata { path: path.clone(), reason };
+        match meta.get("format") {
+            Some(v) if v == FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(meta_err(format!(
+                    "format `{v}` is not supported (this build reads `{FORMAT_VERSION}`)"
+                )))
+            }
+            None => {
+                return Err(meta_err(
+                    "no `format` in __metadata__ (convert the checkpoint with `shortcut convert`)"
+                        .into(),
+                ))
+            }
+        }
+        let network =
+            meta.get("network").ok_or_else(|| meta_err("no `network` in __metadata__".into()))?;
+        let spec: ModelSpec = serde_json::from_str(network)
+            .map_err(|e| LoadError::Spec { path: path.clone(), reason: e.to_string() })?;
+        spec.view()
+            .validate()
+            .map_err(|e| LoadError::Spec { path: path.clone(), reason: e.to_string() })?;
+        let arch = meta.get("arch").cloned().unwrap_or_else(|| "resnet".into());
+
+        let base = bytes.as_ptr() as usize;
+        let mut params = HashMap::new();
+        let mut failure = None;
+        spec.view().for_each_param(|p: ParamInfo| {
+            if failure.is_some() {
+                return;
+            }
+            let name = p.to_string();
+            let problem = |problem: String| LoadError::Tensor {
+                path: path.clone(),
+                name: name.clone(),
+                problem,
+            };
+            match st.tensor(&name) {
+                Err(_) => failure = Some(problem("missing".into())),
+                Ok(t) if t.dtype() != safetensors::Dtype::F32 => {
+                    failure = Some(problem(format!("dtype is {:?}, expected F32", t.dtype())))
+                }
+                Ok(t) if t.shape() != p.shape() => {
+                    failure =
+                        Some(problem(format!("shape is {:?}, expected {:?}", t.shape(), p.shape())))
+                }
+                Ok(t) => {
+                    let start = t.data().as_ptr() as usize - base;
+                    params.insert(name.clone(), start..start + t.data().len());
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some(extra) = st.names().into_iter().find(|n| !params.contains_key(*n)) {
+            return Err(LoadError::Tensor {
+                path,
+                name: extra.clone(),
+                problem: "not a parameter of the network described in the metadata".into(),
+            });
+        }
+        let aligned = cfg!(target_endian = "little")
+            && params
+                .values()
+                .all(|r| bytemuck::try_cast_slice::<u8, f32>(&bytes[r.clone()]).is_ok());
+        let (store, params) = if aligned {
+            (store, params)
+        } else {
+            let mut floats = Vec::new();
+            let mut ranges = HashMap::new();
+            for (name, r) in params {
+                let start = floats.len();
+                floats.extend(
+                    bytes[r].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+                ranges.insert(name, start..floats.len());
+            }
+            (Store::Floats(floats), ranges)
+        };
+        Ok(Model { path, arch, spec, store, params })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The architecture's display name (e.g. `resnet50`), as the converter recorded it.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// A parameter by name (`blocks.0.conv1.weight`).
+    pub fn param(&self, name: &str) -> Option<&[f32]> {
+        let r = self.params.get(name)?.clone();
+        Some(match &self.store {
+            Store::Mapped(m) => bytemuck::cast_slice(&m[r]),
+            Store::Bytes(b) => bytemuck::cast_slice(&b[r]),
+            Store::Floats(f) => &f[r],
+        })
+    }
+
+    /// Bytes of parameters resident for this model (mapped or copied).
+    pub fn weights_bytes(&self) -> usize {
+        self.params.values().map(|r| r.len()).sum::<usize>()
+            * if matches!(self.store, Store::Floats(_)) { 4 } else { 1 }
+    }
+
+    /// Whether the weights are memory-mapped from the file (as opposed to copied).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.store, Store::Mapped(_))
+    }
+
+    /// Borrowed parameter slices in the form the core's forward pass takes.
+    fn gather(
+        &self,
+    ) -> (Vec<BlockWeights<'_>>, ConvWeights<'_>, Option<AffineWeights<'_>>, LinearWeights<'_>)
+    {
+        let get = |name: &str| self.param(name).expect("validated at load");
+        let spec = self.spec.view();
+        let blocks = spec
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                BlockWeights::gather(b, i, |p| {
+                    Ok::<_, std::convert::Infallible>(get(&p.to_string()))
+                })
+                .unwrap_or_else(|e| match e {})
+            })
+            .collect();
+        let stem = ConvWeights { weight: get("stem.conv.weight"), bias: get("stem.conv.bias") };
+        let norm = spec.head.norm.then(|| AffineWeights {
+            scale: get("head.norm.scale"),
+            shift: get("head.norm.shift"),
+        });
+        let fc = LinearWeights { weight: get("head.fc.weight"), bias: get("head.fc.bias") };
+        (blocks, stem, norm, fc)
+    }
+
+    /// Runs the model on an NCHW batch and returns logits `[n, classes]`.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor, RunError> {
+        self.forward_with(&shortcut_core::ReferenceBackend, input)
+    }
+
+    /// Runs the model with a given backend.
+    pub fn forward_with<B: Backend + ?Sized>(
+        &self,
+        backend: &B,
+        input: &Tensor,
+    ) -> Result<Tensor, RunError> {
+        let shape = self.check_input(input.shape())?;
+        let spec = self.spec.view();
+        let p = plan(&spec, shape)
+            .map_err(|reason| RunError::Shape { shape: input.shape().to_vec(), reason })?;
+        let (blocks, stem, head_norm, fc) = self.gather();
+        let weights = NetworkWeights { stem, blocks: &blocks, head_norm, fc };
+        let mut arena = vec![0.0f32; p.arena_len()];
+        let mut out = vec![0.0f32; p.output_len()];
+        forward(backend, &spec, &weights, input.data(), shape, &mut arena, &mut out)
+            .map_err(RunError::Forward)?;
+        Ok(Tensor::new(vec![shape.n, spec.head.num_classes], out).expect("length matches"))
+    }
+
+    /// Checks an input shape against the model and converts it to a core [`Shape`].
+    pub fn check_input(&self, dims: &[usize]) -> Result<Shape, RunError> {
+        let &[n, c, h, w] = dims else { return Err(RunError::Rank(dims.to_vec())) };
+        if c != self.spec.in_channels {
+            return Err(RunError::Channels { expected: self.spec.in_channels, found: c });
+        }
+        let shape = Shape::new(n, c, h, w);
+        plan(&self.spec.view(), shape)
+            .map_err(|reason| RunError::Shape { shape: dims.to_vec(), reason })?;
+        Ok(shape)
+    }
+}
