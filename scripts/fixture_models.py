@@ -15,7 +15,8 @@ real checkpoints in the wild contain:
 * `CifarResNet` -- akamaster/pytorch_resnet_cifar10 (He et al. CIFAR ResNets:
   resnet20/32/44/56/110), option A (parameter-free strided subsample + zero
   channel padding on both sides) or option B (1x1 conv + BN) shortcuts.
-  `in_channels` is added (default 3) for the 1-channel digits demo.
+  `in_channels` is added (default 3) for the 1-channel digits demo, and `base`
+  (default 16 = upstream) for smaller fixtures.
 * `KLResNet`, `KLBasicBlock`, `KLBottleneck`, `KLPreActResNet`,
   `KLPreActBlock`, `KLPreActBottleneck` -- kuangliu/pytorch-cifar, with the
   64/128/256/512 widths likewise scaled by `base`.
@@ -240,16 +241,18 @@ def _weights_init(m):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, num_blocks, num_classes=10, option="A", in_channels=3):
+    # `base` (upstream: fixed 16 -> widths 16/32/64) only exists to make the
+    # dtype fixtures smaller; keys are unchanged.
+    def __init__(self, num_blocks, num_classes=10, option="A", in_channels=3, base=16):
         super().__init__()
-        self.in_planes = 16
+        self.in_planes = base
         block = CifarBasicBlock
-        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = self._make_layer(block, 16, num_blocks[0], stride=1, option=option)
-        self.layer2 = self._make_layer(block, 32, num_blocks[1], stride=2, option=option)
-        self.layer3 = self._make_layer(block, 64, num_blocks[2], stride=2, option=option)
-        self.linear = nn.Linear(64, num_classes)
+        self.conv1 = nn.Conv2d(in_channels, base, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        self.layer1 = self._make_layer(block, base, num_blocks[0], stride=1, option=option)
+        self.layer2 = self._make_layer(block, base * 2, num_blocks[1], stride=2, option=option)
+        self.layer3 = self._make_layer(block, base * 4, num_blocks[2], stride=2, option=option)
+        self.linear = nn.Linear(base * 4, num_classes)
         self.apply(_weights_init)
 
     def _make_layer(self, block, planes, num_blocks, stride, option):

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_models as fm  # noqa: E402
 
@@ -85,8 +86,18 @@ def randomize_bn(model, seed):
 
 
 def make_input(seed, shape):
+    """Normal noise with a random mean/std per (sample, channel).
+
+    Pure N(0,1) inputs make the globally pooled features of a random net
+    nearly identical for both batch items; per-(n, c) mean in [-1, 1] and std
+    in [0.5, 2] keep the two rows of logits clearly different.
+    """
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float32)
+    n, c = shape[0], shape[1]
+    mean = torch.rand(n, c, 1, 1, generator=g) * 2.0 - 1.0
+    std = torch.rand(n, c, 1, 1, generator=g) * 1.5 + 0.5
+    x = torch.randn(*shape, generator=g, dtype=torch.float32) * std + mean
+    return x.float().contiguous()
 
 
 def run(model, x):
@@ -100,13 +111,20 @@ def save_npy(path, arr, dtype="<f4"):
     np.save(path, arr)
 
 
-def save_zip(obj, path):
-    # Save through a BytesIO so the in-archive folder name is always "archive"
-    # (torch.save(obj, "dir/NAME.pth") would use "NAME/"), then write.
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with open(path, "wb") as f:
-        f.write(buf.getvalue())
+def save_zip(obj, path, via_buffer=False):
+    """torch.save zip format.
+
+    Saved to a path, torch names the in-archive root folder after the file
+    stem ("NAME/data.pkl"); saved to a file object it is "archive/data.pkl".
+    Both occur in the wild; the manifest records which one each file has.
+    """
+    if via_buffer:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        with open(path, "wb") as f:
+            f.write(buf.getvalue())
+    else:
+        torch.save(obj, path)
 
 
 def legacy_bytes(obj, pickle_module=pickle, seed=0):
@@ -177,7 +195,7 @@ CASES = []
 
 def add_case(name, model, x, *, family, fmt, ckpt_obj=None, sd_extract=lambda o: o,
              ckpt_name=None, notes="", extra=None, reuse_input=None, save=True,
-             ref_model=None):
+             ref_model=None, via_buffer=False):
     """Save checkpoint + input + expected and record the manifest entry.
 
     After saving, the checkpoint is re-read with torch.load(weights_only=True)
@@ -197,7 +215,7 @@ def add_case(name, model, x, *, family, fmt, ckpt_obj=None, sd_extract=lambda o:
     obj = sd if ckpt_obj is None else ckpt_obj
     if save:
         if fmt == "zip":
-            save_zip(obj, ckpt_path)
+            save_zip(obj, ckpt_path, via_buffer)
         elif fmt == "legacy":
             save_legacy(obj, ckpt_path)
         elif fmt == "safetensors":
@@ -236,6 +254,8 @@ def add_case(name, model, x, *, family, fmt, ckpt_obj=None, sd_extract=lambda o:
         "num_classes": int(y.shape[1]),
         "input_shape": list(x.shape),
     }
+    if fmt == "zip":
+        entry["zip_root"] = zipfile.ZipFile(ckpt_path).namelist()[0].split("/")[0]
     if extra:
         entry.update(extra)
     entry["notes"] = notes
@@ -248,10 +268,27 @@ def add_case(name, model, x, *, family, fmt, ckpt_obj=None, sd_extract=lambda o:
 _ARCH_FACTORY = {}
 
 
-def build(name, fn, seed):
+def he_init(model):
+    """Kaiming-normal convs and unit-gain linear heads.
+
+    kuangliu's models keep PyTorch's default init (std ~ 1/sqrt(3*fan_in)), so
+    with random weights the signal fades with depth and the logits are almost
+    just the fc bias -- a weak test. This re-init keeps activations O(1).
+    """
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(mod, nn.Linear):
+            nn.init.normal_(mod.weight, std=1.0 / mod.in_features ** 0.5)
+    return model
+
+
+def build(name, fn, seed, init=None):
     """Build a model with seeded init + randomized BN; remember how to rebuild it."""
     torch.manual_seed(seed)
     m = fn()
+    if init is not None:
+        init(m)
     randomize_bn(m, seed + 1)
     m.eval()
     _ARCH_FACTORY[id(m)] = fn
@@ -275,14 +312,14 @@ def main():
     print("writing cases ...")
     TV_IN = (2, 3, 37, 45)
 
-    # --- torchvision BasicBlock (resnet18 layout, base 8) ------------------
-    tvb = build("tv_basic", lambda: fm.TVResNet(fm.TVBasicBlock, [2, 1, 1, 1], num_classes=10, base=8), 100)
+    # --- torchvision BasicBlock (resnet18 layout, base 6) ------------------
+    tvb = build("tv_basic", lambda: fm.TVResNet(fm.TVBasicBlock, [2, 1, 1, 1], num_classes=10, base=6), 100)
     x_tv = make_input(101, TV_IN)
     y_tvb = add_case(
         "tv_resnet18_basic", tvb, x_tv, family="torchvision-basic", fmt="zip",
-        extra={"layers": [2, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
-        notes="torchvision ResNet/BasicBlock (resnet18 layout) at base width 8 "
-              "(8/16/32/64), layers [2,1,1,1], 10 classes. 7x7/2 stem + maxpool 3/2 pad 1 on "
+        extra={"layers": [2, 1, 1, 1], "base_width": 6, "key_prefix": "", "state_dict_path": None},
+        notes="torchvision ResNet/BasicBlock (resnet18 layout) at base width 6 "
+              "(6/12/24/48: not multiples of 8), layers [2,1,1,1], 10 classes. 7x7/2 stem + maxpool 3/2 pad 1 on "
               "odd non-square 37x45 input (-> 19x23 -> 10x12 -> 10x12, 5x6, 3x3, 2x2), "
               "downsample.0/.1 on layer2-4 first blocks, identity shortcut in layer1, "
               "AdaptiveAvgPool2d(1) + fc. Plain state_dict, torch.save zip format.")
@@ -291,7 +328,7 @@ def main():
     add_case(
         "tv_resnet18_basic_safetensors", tvb, x_tv, family="torchvision-basic", fmt="safetensors",
         reuse_input="tv_resnet18_basic",
-        extra={"layers": [2, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
+        extra={"layers": [2, 1, 1, 1], "base_width": 6, "key_prefix": "", "state_dict_path": None},
         notes="Same weights/keys/input as tv_resnet18_basic, written with "
               "safetensors.torch.save_file (timm / Hugging Face style). Includes the int64 "
               "num_batches_tracked tensors. Expected logits identical to tv_resnet18_basic.")
@@ -321,55 +358,56 @@ def main():
         assert torch.equal(sd[k], v)
     y_edge = add_case(
         "tv_resnet18_storage_edge", tvb, x_tv, family="torchvision-basic", fmt="zip",
-        ckpt_obj=sd, reuse_input="tv_resnet18_basic",
-        extra={"layers": [2, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
+        ckpt_obj=sd, reuse_input="tv_resnet18_basic", via_buffer=True,
+        extra={"layers": [2, 1, 1, 1], "base_width": 6, "key_prefix": "", "state_dict_path": None},
         notes="Same values as tv_resnet18_basic but with awkward storages: fc.weight is a "
-              "transposed (non-contiguous, stride (1,64)) view; conv1.weight has channels_last "
-              "strides; fc.bias is a [3:] slice (storage_offset 3) of a larger storage; "
+              f"transposed (non-contiguous, stride {sd['fc.weight'].stride()}) view; conv1.weight has "
+              f"channels_last strides {sd['conv1.weight'].stride()}; fc.bias is a [3:] slice "
+              "(storage_offset 3) of a larger storage; "
               "bn1.weight/bn1.bias/bn1.running_mean are three views of ONE shared storage "
-              "(offsets 0, 8, 16); layer1.0.bn1.running_var is a stride-2 view. The loader must "
+              f"(offsets 0, {c}, {2 * c}); layer1.0.bn1.running_var is a stride-2 view. The loader must "
               "honour (storage, offset, size, stride). Expected logits identical to tv_resnet18_basic.")
     assert torch.equal(y_edge, y_tvb)
 
     # --- torchvision Bottleneck (resnet50 layout), legacy format ------------
-    tvk = build("tv_bottle", lambda: fm.TVResNet(fm.TVBottleneck, [2, 1, 1, 1], num_classes=10, base=8), 200)
+    tvk = build("tv_bottle", lambda: fm.TVResNet(fm.TVBottleneck, [2, 1, 1, 1], num_classes=10, base=4), 200)
     add_case(
         "tv_resnet50_bottleneck_legacy", tvk, make_input(201, (2, 3, 41, 35)),
         family="torchvision-bottleneck", fmt="legacy",
-        extra={"layers": [2, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
-        notes="torchvision Bottleneck (resnet50 layout, expansion 4) at base 8, layers "
+        extra={"layers": [2, 1, 1, 1], "base_width": 4, "key_prefix": "", "state_dict_path": None},
+        notes="torchvision Bottleneck (resnet50 layout, expansion 4) at base 4, layers "
               "[2,1,1,1], v1.5 (stride on conv2 3x3). layer1.0 has a stride-1 downsample "
-              "(8->32 channels). Input 41x35. Saved in the LEGACY (pre-1.6, non-zip) "
+              "(4->16 channels). Input 41x35. Saved in the LEGACY (pre-1.6, non-zip) "
               "torch.save format: magic/protocol/sys_info pickles, state_dict pickle with "
               "persistent ids, sorted storage-key list, then raw storages.")
 
     # --- ResNeXt: groups=4, width_per_group=4, {"state_dict": module.*} -----
     tvx = build("tv_resnext", lambda: fm.TVResNet(fm.TVBottleneck, [1, 1, 1, 1], num_classes=10,
-                                                   base=8, groups=4, width_per_group=4), 300)
+                                                   base=4, groups=4, width_per_group=2), 300)
     wrapped = {"state_dict": {"module." + k: v for k, v in tvx.state_dict().items()}}
     add_case(
         "tv_resnext_groups4_dataparallel", tvx, make_input(301, (2, 3, 39, 43)),
         family="torchvision-resnext", fmt="zip", ckpt_obj=wrapped,
         sd_extract=lambda o: strip_prefix(o["state_dict"], "module."),
-        extra={"layers": [1, 1, 1, 1], "base_width": 8, "groups": 4, "width_per_group": 4,
+        extra={"layers": [1, 1, 1, 1], "base_width": 4, "groups": 4, "width_per_group": 2,
                "key_prefix": "module.", "state_dict_path": "state_dict"},
-        notes="ResNeXt-style torchvision Bottleneck: groups=4, width_per_group=4 at base 8 "
-              "(bottleneck width = int(planes*4/8)*4 = 2*planes, i.e. the 32x4d ratio), grouped "
-              "3x3 convs (weight shape [w, w/4, 3, 3]). Saved like a DataParallel training script: "
+        notes="ResNeXt-style torchvision Bottleneck: groups=4, width_per_group=2 at base 4 "
+              "(bottleneck width = int(planes*2/4)*4 = 2*planes, i.e. the 32x4d ratio), grouped "
+              "3x3 convs (weight shape [w, w/4, 3, 3]; 2..16 channels per group). Saved like a DataParallel training script: "
               "{'state_dict': {'module.conv1.weight': ...}}. Input 39x43.")
 
     # --- Wide ResNet: width_per_group = 2*base, {"model": sd, ...} ----------
     tvw = build("tv_wide", lambda: fm.TVResNet(fm.TVBottleneck, [1, 1, 1, 1], num_classes=10,
-                                                base=4, width_per_group=8), 400)
+                                                base=3, width_per_group=6), 400)
     wrapped = {"model": tvw.state_dict(), "epoch": 3, "optimizer_name": "sgd",
                "best_acc1": 0.5, "args": {"lr": 0.1, "milestones": [30, 60], "nesterov": True}}
     add_case(
         "tv_wide_resnet_model_key", tvw, make_input(401, (2, 3, 45, 33)),
         family="torchvision-wide", fmt="zip", ckpt_obj=wrapped,
         sd_extract=lambda o: o["model"],
-        extra={"layers": [1, 1, 1, 1], "base_width": 4, "width_per_group": 8,
+        extra={"layers": [1, 1, 1, 1], "base_width": 3, "width_per_group": 6,
                "key_prefix": "", "state_dict_path": "model"},
-        notes="Wide-ResNet-style torchvision Bottleneck at base 4 with width_per_group=8 "
+        notes="Wide-ResNet-style torchvision Bottleneck at base 3 with width_per_group=6 "
               "(=2*base, like wide_resnet50_2's 128 vs 64): bottleneck width 2*planes, output "
               "4*planes. Saved as {'model': sd, 'epoch': 3, 'optimizer_name': 'sgd', "
               "'best_acc1': 0.5, 'args': {...}} -- non-tensor entries (int, str, float, dict, "
@@ -380,15 +418,15 @@ def main():
     add_case(
         "cifar_resnet8_optA", cA, make_input(501, (2, 3, 32, 32)),
         family="cifar-akamaster-A", fmt="zip",
-        extra={"num_blocks": [1, 1, 1], "option": "A", "key_prefix": "", "state_dict_path": None},
-        notes="akamaster/pytorch_resnet_cifar10 ResNet (n=1 => ResNet-8), widths 16/32/64, "
+        extra={"num_blocks": [1, 1, 1], "option": "A", "base_width": 16, "key_prefix": "", "state_dict_path": None},
+        notes="akamaster/pytorch_resnet_cifar10 ResNet (n=1 => ResNet-8), upstream widths 16/32/64, "
               "option A shortcut: x[:, :, ::2, ::2] then zero-pad planes//4 channels on BOTH "
               "sides (16 -> 8 zeros + 16 + 8 zeros = 32); no shortcut parameters in the "
               "state_dict. Head: F.avg_pool2d(out, out.size()[3]) + `linear`. 32x32 input.")
     add_case(
         "cifar_resnet8_optA_odd", cA, make_input(502, (2, 3, 33, 31)),
         family="cifar-akamaster-A", fmt="zip", ckpt_name="cifar_resnet8_optA", save=False,
-        extra={"num_blocks": [1, 1, 1], "option": "A", "key_prefix": "", "state_dict_path": None},
+        extra={"num_blocks": [1, 1, 1], "option": "A", "base_width": 16, "key_prefix": "", "state_dict_path": None},
         notes="Same checkpoint as cifar_resnet8_optA (file shared), odd non-square input "
               "33x31 (H x W). Maps: 33x31 -> 17x16 -> 9x8; ::2 subsampling of odd sizes "
               "(33->17, 31->16) matches the stride-2 conv. The head avg_pool2d(out, "
@@ -396,74 +434,76 @@ def main():
               "ONLY (the 9th row is dropped) -- not a global average; upstream quirk to match.")
 
     # --- akamaster option B --------------------------------------------------
-    cB = build("cifarB", lambda: fm.CifarResNet([1, 1, 1], num_classes=10, option="B"), 600)
+    cB = build("cifarB", lambda: fm.CifarResNet([1, 1, 1], num_classes=10, option="B", base=8), 600)
     add_case(
         "cifar_resnet8_optB", cB, make_input(601, (2, 3, 35, 33)),
         family="cifar-akamaster-B", fmt="zip",
-        extra={"num_blocks": [1, 1, 1], "option": "B", "key_prefix": "", "state_dict_path": None},
-        notes="akamaster ResNet-8 with option B shortcuts: nn.Sequential(1x1 conv stride 2, "
+        extra={"num_blocks": [1, 1, 1], "option": "B", "base_width": 8, "key_prefix": "", "state_dict_path": None},
+        notes="akamaster ResNet-8 (widths reduced to 8/16/32) with option B shortcuts: nn.Sequential(1x1 conv stride 2, "
               "BatchNorm2d) => keys layerN.0.shortcut.0.weight, layerN.0.shortcut.1.*. "
               "Odd input 35x33 -> 18x17 -> 9x9 (square at the end, so the head is a global pool).")
 
     # --- kuangliu ResNet BasicBlock -----------------------------------------
-    klb = build("kl_basic", lambda: fm.KLResNet(fm.KLBasicBlock, [2, 1, 1, 1], num_classes=10, base=8), 700)
+    klb = build("kl_basic", lambda: fm.KLResNet(fm.KLBasicBlock, [2, 1, 1, 1], num_classes=10, base=4), 700, init=he_init)
     add_case(
         "kuangliu_resnet18_basic", klb, make_input(701, (2, 3, 32, 32)),
         family="kuangliu-basic", fmt="zip",
-        extra={"layers": [2, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
-        notes="kuangliu/pytorch-cifar ResNet + BasicBlock (ResNet18 layout) at base 8, layers "
+        extra={"layers": [2, 1, 1, 1], "base_width": 4, "key_prefix": "", "state_dict_path": None},
+        notes="kuangliu/pytorch-cifar ResNet + BasicBlock (ResNet18 layout) at base 4, layers "
               "[2,1,1,1]: 3x3 stem conv1/bn1 (no maxpool), shortcut = Sequential(conv1x1, BN) "
               "=> keys shortcut.0.weight / shortcut.1.*, head F.avg_pool2d(out, 4) (4x4 map at "
               "32x32 input => global) + `linear`.")
 
     # --- kuangliu ResNet Bottleneck -----------------------------------------
-    klk = build("kl_bottle", lambda: fm.KLResNet(fm.KLBottleneck, [1, 1, 1, 1], num_classes=10, base=8), 800)
+    klk = build("kl_bottle", lambda: fm.KLResNet(fm.KLBottleneck, [1, 1, 1, 1], num_classes=10, base=4), 800, init=he_init)
     add_case(
         "kuangliu_resnet50_bottleneck", klk, make_input(801, (2, 3, 32, 32)),
         family="kuangliu-bottleneck", fmt="zip",
-        extra={"layers": [1, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
-        notes="kuangliu ResNet + Bottleneck (ResNet50 layout, expansion 4) at base 8, layers "
+        extra={"layers": [1, 1, 1, 1], "base_width": 4, "key_prefix": "", "state_dict_path": None},
+        notes="kuangliu ResNet + Bottleneck (ResNet50 layout, expansion 4) at base 4, layers "
               "[1,1,1,1]; stride on conv2 (3x3); shortcut.0/.1 conv+BN. 32x32 input.")
 
     # --- kuangliu PreActResNet, PreActBlock ----------------------------------
-    kpb = build("kl_preact", lambda: fm.KLPreActResNet(fm.KLPreActBlock, [2, 1, 1, 1], num_classes=10, base=8), 900)
+    kpb = build("kl_preact", lambda: fm.KLPreActResNet(fm.KLPreActBlock, [2, 1, 1, 1], num_classes=10, base=4), 900, init=he_init)
     add_case(
         "kuangliu_preact18_basic", kpb, make_input(901, (2, 3, 32, 32)),
         family="kuangliu-preact-basic", fmt="zip",
-        extra={"layers": [2, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
-        notes="kuangliu PreActResNet + PreActBlock (PreActResNet18 layout) at base 8, layers "
+        extra={"layers": [2, 1, 1, 1], "base_width": 4, "key_prefix": "", "state_dict_path": None},
+        notes="kuangliu PreActResNet + PreActBlock (PreActResNet18 layout) at base 4, layers "
               "[2,1,1,1]: stem is conv1 only (no BN), block = relu(bn1(x)) -> shortcut taken "
               "from that PRE-ACTIVATED tensor when the block has a shortcut (conv-only, key "
               "shortcut.0.weight, no BN), else the raw x; no ReLU after the add; no final BN "
               "before avg_pool2d(out, 4) + `linear`. layer1 blocks have no shortcut module.")
 
     # --- kuangliu PreActResNet, PreActBottleneck -----------------------------
-    kpk = build("kl_preact_b", lambda: fm.KLPreActResNet(fm.KLPreActBottleneck, [1, 1, 1, 1], num_classes=10, base=8), 1000)
+    kpk = build("kl_preact_b", lambda: fm.KLPreActResNet(fm.KLPreActBottleneck, [1, 1, 1, 1], num_classes=10, base=4), 1000, init=he_init)
     add_case(
         "kuangliu_preact_bottleneck", kpk, make_input(1001, (2, 3, 32, 32)),
         family="kuangliu-preact-bottleneck", fmt="zip",
-        extra={"layers": [1, 1, 1, 1], "base_width": 8, "key_prefix": "", "state_dict_path": None},
-        notes="kuangliu PreActResNet + PreActBottleneck at base 8, layers [1,1,1,1]: "
+        extra={"layers": [1, 1, 1, 1], "base_width": 4, "key_prefix": "", "state_dict_path": None},
+        notes="kuangliu PreActResNet + PreActBottleneck at base 4, layers [1,1,1,1]: "
               "bn1/conv1(1x1) bn2/conv2(3x3, stride) bn3/conv3(1x1), pre-activation shortcut "
               "(conv-only shortcut.0.weight), no final BN.")
 
     # --- dtype variants of a small CIFAR option-A model ----------------------
-    cD = build("cifarD", lambda: fm.CifarResNet([1, 1, 1], num_classes=10, option="A"), 1100)
+    cD = build("cifarD", lambda: fm.CifarResNet([1, 1, 1], num_classes=10, option="A", base=8), 1100)
     x_d = make_input(1101, (2, 3, 32, 32))
     save_npy(os.path.join(MODELS, "cifar_resnet8_dtype.input.npy"), x_d.numpy())
-    for dt, tag in [(torch.float16, "f16"), (torch.bfloat16, "bf16"), (torch.float64, "f64")]:
+    for dt, tag, st_name in [(torch.float16, "f16", "HalfStorage"), (torch.bfloat16, "bf16", "BFloat16Storage"),
+                             (torch.float64, "f64", "DoubleStorage")]:
         low = {k: v.to(dt) if v.is_floating_point() else v for k, v in cD.state_dict().items()}
-        ref = fm.CifarResNet([1, 1, 1], num_classes=10, option="A")
+        ref = fm.CifarResNet([1, 1, 1], num_classes=10, option="A", base=8)
         ref.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in low.items()})
         ref.eval()
         add_case(
             f"cifar_resnet8_{tag}", cD, x_d, family="cifar-akamaster-A", fmt="zip",
-            ckpt_obj=low, reuse_input="cifar_resnet8_dtype", ref_model=ref,
-            extra={"num_blocks": [1, 1, 1], "option": "A", "dtype": str(dt).replace("torch.", ""),
+            ckpt_obj=low, reuse_input="cifar_resnet8_dtype", ref_model=ref, via_buffer=True,
+            extra={"num_blocks": [1, 1, 1], "option": "A", "base_width": 8, "dtype": str(dt).replace("torch.", ""),
                    "key_prefix": "", "state_dict_path": None},
-            notes=f"akamaster ResNet-8 option A with every floating tensor (weights, BN "
+            notes=f"akamaster ResNet-8 option A, widths reduced to 8/16/32 (option A pads 4 zero "
+                  f"channels each side), with every floating tensor (weights, BN "
                   f"params AND running stats) stored as {dt} (pickled as torch."
-                  f"{torch.tensor([], dtype=dt).storage()._pickle_storage_type()}); "
+                  f"{st_name}); "
                   f"num_batches_tracked stays int64. Expected logits = f32 eval of the model whose "
                   f"weights are the STORED values cast back to f32 (rounding is part of the model).")
 
@@ -471,13 +511,17 @@ def main():
         "generator": "scripts/make_fixtures.py",
         "torch_version": torch.__version__,
         "conventions": {
-            "input": "f32 NCHW .npy ('<f4', C order), batch 2, standard normal",
+            "input": "f32 NCHW .npy ('<f4', C order), batch 2, normal noise with a random "
+                     "mean in [-1,1] and std in [0.5,2] per (sample, channel)",
             "expected": "f32 [N, num_classes] logits, PyTorch model.eval() in float32 on CPU",
             "bn": "running_mean ~ 0.1*randn, running_var ~ 0.5+1.5*rand, weight ~ 1+0.1*randn, "
-                  "bias ~ 0.1*randn, eps 1e-5; conv/linear weights are the upstream random init",
+                  "bias ~ 0.1*randn, eps 1e-5; conv/linear weights are the upstream random init, except kuangliu_* cases "
+                  "(Kaiming-normal convs, N(0, 1/fan_in) linear, see he_init)",
             "key_prefix": "prefix on every state_dict key in the file ('' if none)",
             "state_dict_path": "key of the state dict inside a wrapping dict (null = the "
                                "top-level object is the state dict)",
+            "zip_root": "name of the single top-level folder inside a zip checkpoint "
+                        "('archive' when torch.save wrote to a file object, else the file stem)",
         },
         "cases": CASES,
     }
