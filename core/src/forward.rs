@@ -55,8 +55,9 @@ pub trait Backend {
         reference::subsample_pad_channels(input, in_shape, stride, out_channels, pad_front, output);
     }
 
-    fn global_avg_pool(&self, input: &[f32], in_shape: Shape, output: &mut [f32]) {
-        reference::global_avg_pool(input, in_shape, output);
+    /// Mean over the top-left `kh x kw` window of each plane, `[n, c, h, w] -> [n, c]`.
+    fn avg_pool(&self, input: &[f32], in_shape: Shape, kh: usize, kw: usize, output: &mut [f32]) {
+        reference::avg_pool_window(input, in_shape, kh, kw, output);
     }
 
     fn linear(
@@ -169,7 +170,7 @@ pub fn forward<B: Backend + ?Sized>(
                 pad_front,
                 dst,
             ),
-            Op::GlobalAvgPool => backend.global_avg_pool(src, step.in_shape, dst),
+            Op::AvgPool { kh, kw } => backend.avg_pool(src, step.in_shape, kh, kw, dst),
             Op::Linear { in_features, out_features } => {
                 backend.linear(in_features, out_features, src, param("weight"), param("bias"), dst)
             }

@@ -47,7 +47,8 @@ pub enum Op {
         stride: usize,
         pad_front: usize,
     },
-    GlobalAvgPool,
+    /// Mean over the top-left `kh x kw` window of each plane (the whole plane for global pooling).
+    AvgPool { kh: usize, kw: usize },
     Linear {
         in_features: usize,
         out_features: usize,
@@ -283,9 +284,10 @@ pub fn walk(
         cur = dst;
     }
     let features = Shape::new(shape.n, shape.c, 1, 1);
+    let (kh, kw) = spec.head.pool.window(shape.h, shape.w).expect("validated");
     emit(&Step {
         layer: LayerName::HeadPool,
-        op: Op::GlobalAvgPool,
+        op: Op::AvgPool { kh, kw },
         src: cur,
         dst: Slot::Features,
         in_shape: shape,
@@ -341,5 +343,9 @@ fn validate_input(spec: &NetworkSpec<'_>, input: Shape) -> Result<(), SpecError>
         out.checked_len().ok_or(SpecError::TooLarge)?;
         shape = out;
     }
+    spec.head
+        .pool
+        .window(shape.h, shape.w)
+        .ok_or(SpecError::HeadWindow { h: shape.h, w: shape.w })?;
     Ok(())
 }

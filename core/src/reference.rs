@@ -91,12 +91,19 @@ pub fn max_pool2d(geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &
 
 /// Mean over each channel plane: `[n, c, h, w] -> [n, c]`.
 pub fn global_avg_pool(input: &[f32], in_shape: Shape, output: &mut [f32]) {
+    avg_pool_window(input, in_shape, in_shape.h, in_shape.w, output);
+}
+
+/// Mean over the top-left `kh x kw` window of each channel plane: `[n, c, h, w] -> [n, c]`
+/// (what `F.avg_pool2d` computes when its output is 1x1).
+pub fn avg_pool_window(input: &[f32], in_shape: Shape, kh: usize, kw: usize, output: &mut [f32]) {
     assert_eq!(input.len(), in_shape.len());
     assert_eq!(output.len(), in_shape.n * in_shape.c);
+    assert!(kh >= 1 && kw >= 1 && kh <= in_shape.h && kw <= in_shape.w);
     let plane = in_shape.plane_len();
     for (o, chunk) in output.iter_mut().zip(input.chunks_exact(plane)) {
-        let sum: f32 = chunk.iter().sum();
-        *o = sum / plane as f32;
+        let sum: f32 = chunk.chunks_exact(in_shape.w).take(kh).flat_map(|row| &row[..kw]).sum();
+        *o = sum / (kh * kw) as f32;
     }
 }
 
@@ -225,7 +232,7 @@ mod tests {
             &mut y2,
             Epilogue { accumulate: true, relu: true },
         );
-        assert_eq!(y2, [0.0, 0.0, 5.5, 8.5]);
+        assert_eq!(y2, [0.0, 0.0, 5.0, 8.0]);
     }
 
     #[test]

@@ -72,12 +72,44 @@ pub struct BlockSpec {
     pub preact: bool,
 }
 
-/// Global average pool, then a fully connected layer.
+/// How the head averages the last feature map. Models written for 32x32 CIFAR inputs pool
+/// with a fixed window rather than globally; on other sizes PyTorch averages only that window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum HeadPool {
+    /// `AdaptiveAvgPool2d(1)` (torchvision): the mean of the whole map.
+    #[default]
+    Global,
+    /// `F.avg_pool2d(x, x.size(3))` (akamaster CIFAR ResNets): a W x W window at the top left;
+    /// the map must be W to 2W-1 rows high so the result is 1x1.
+    WidthWindow,
+    /// `F.avg_pool2d(x, size)` (kuangliu CIFAR ResNets): a size x size window at the top left;
+    /// both sides must be in `size..2*size` so the result is 1x1.
+    Window { size: usize },
+}
+
+impl HeadPool {
+    /// The averaging window for a final map of `h x w`, or `None` if PyTorch's pool would not
+    /// give a 1x1 map there (the model's classifier could not take it).
+    pub fn window(self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let one = |size: usize, k: usize| k > 0 && size >= k && size < 2 * k;
+        match self {
+            HeadPool::Global => (h > 0 && w > 0).then_some((h, w)),
+            HeadPool::WidthWindow => one(h, w).then_some((w, w)),
+            HeadPool::Window { size } => (one(h, size) && one(w, size)).then_some((size, size)),
+        }
+    }
+}
+
+/// Average pool, then a fully connected layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct HeadSpec {
     /// BN-ReLU before the pool (the final norm of pre-activation nets that have one).
     pub norm: bool,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pool: HeadPool,
     pub num_classes: usize,
 }
 
@@ -101,6 +133,8 @@ pub enum SpecError {
     InputChannels { expected: usize, found: usize },
     /// The input is too small: the named layer would have an empty output.
     InputTooSmall { layer: LayerName },
+    /// The last feature map is `h x w`, which the head's fixed-window pool cannot reduce to 1x1.
+    HeadWindow { h: usize, w: usize },
     /// An activation would not fit in `usize`.
     TooLarge,
 }
@@ -120,6 +154,11 @@ impl fmt::Display for SpecError {
             SpecError::InputTooSmall { layer } => {
                 write!(f, "the input is too small: {layer} would have an empty output")
             }
+            SpecError::HeadWindow { h, w } => write!(
+                f,
+                "the last feature map is {h}x{w}, which this model's fixed-window average pool \
+                 does not reduce to 1x1 (the model was written for one input size, e.g. 32x32)"
+            ),
             SpecError::TooLarge => write!(f, "an activation is too large to address"),
         }
     }

@@ -152,7 +152,7 @@ fn build_spec(
         });
         c = out;
     }
-    (stem, blocks, HeadSpec { norm: head_norm, num_classes: 3 })
+    (stem, blocks, HeadSpec { norm: head_norm, pool: HeadPool::Global, num_classes: 3 })
 }
 
 proptest! {
@@ -207,7 +207,7 @@ fn plan_rejects_too_small_inputs_and_wrong_channels() {
         in_channels: 3,
         stem: StemSpec::imagenet(4),
         blocks: &blocks,
-        head: HeadSpec { norm: false, num_classes: 2 },
+        head: HeadSpec { norm: false, pool: HeadPool::Global, num_classes: 2 },
     };
     assert!(plan(&spec, Shape::new(1, 3, 224, 224)).is_ok());
     assert!(matches!(
