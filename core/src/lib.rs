@@ -28,5 +28,7 @@ pub use epilogue::Epilogue;
 pub use forward::{forward, Backend, ForwardError, ReferenceBackend};
 pub use plan::{plan, Plan};
 pub use shape::{Conv2dGeometry, Shape};
-pub use spec::{BlockKind, BlockSpec, HeadPool, HeadSpec, NetworkSpec, Shortcut, SpecError, StemSpec};
+pub use spec::{
+    BlockKind, BlockSpec, HeadPool, HeadSpec, NetworkSpec, Shortcut, SpecError, StemSpec,
+};
 pub use weights::{AffineWeights, BlockWeights, ConvWeights, LinearWeights, NetworkWeights};

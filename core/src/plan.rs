@@ -48,7 +48,10 @@ pub enum Op {
         pad_front: usize,
     },
     /// Mean over the top-left `kh x kw` window of each plane (the whole plane for global pooling).
-    AvgPool { kh: usize, kw: usize },
+    AvgPool {
+        kh: usize,
+        kw: usize,
+    },
     Linear {
         in_features: usize,
         out_features: usize,

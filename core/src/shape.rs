@@ -92,8 +92,8 @@ impl Conv2dGeometry {
         self.groups > 0
             && self.in_channels > 0
             && self.out_channels > 0
-            && self.in_channels % self.groups == 0
-            && self.out_channels % self.groups == 0
+            && self.in_channels.is_multiple_of(self.groups)
+            && self.out_channels.is_multiple_of(self.groups)
             && self.kernel_h > 0
             && self.kernel_w > 0
             && self.stride_h > 0

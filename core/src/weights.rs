@@ -77,7 +77,11 @@ impl<'a> BlockWeights<'a> {
             in_channels: 1,
             stem: crate::spec::StemSpec::cifar(1),
             blocks: core::slice::from_ref(block),
-            head: crate::spec::HeadSpec { norm: false, pool: crate::spec::HeadPool::Global, num_classes: 1 },
+            head: crate::spec::HeadSpec {
+                norm: false,
+                pool: crate::spec::HeadPool::Global,
+                num_classes: 1,
+            },
         };
         let mut result: Option<E> = None;
         let mut slots: [[Option<&'a [f32]>; 2]; 5] = [[None; 2]; 5];

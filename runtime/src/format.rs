@@ -40,8 +40,8 @@ impl ModelSpec {
 /// Why a model file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: cannot serialise: {reason}")]
     Serialize { path: String, reason: String },
     #[error("tensor `{name}` has {found} elements, its shape needs {expected}")]
@@ -90,7 +90,7 @@ pub fn save_model(
     ]);
     let data = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| SaveError::Serialize { path: shown.clone(), reason: e.to_string() })?;
-    write_atomically(path, &data).map_err(|source| SaveError::Io { path: shown, source })
+    write_atomically(path, &data).map_err(|error| SaveError::Io { path: shown, error })
 }
 
 /// Writes `data` to `path` through a temporary sibling and a rename.

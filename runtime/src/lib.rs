@@ -12,6 +12,7 @@
 pub mod format;
 pub mod model;
 pub mod tensor;
+pub mod zoo;
 
 pub use format::{save_model, ModelSpec, NamedTensor, SaveError, FORMAT_VERSION};
 pub use model::{LoadError, Model, RunError};

@@ -15,8 +15,8 @@ use crate::tensor::Tensor;
 /// Why a model file was rejected. Every message starts with the file's path.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: cannot read: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: not a safetensors file: {reason}")]
     NotSafetensors { path: String, reason: String },
     #[error("{path}: not a shortcut model: {reason}")]
@@ -69,7 +69,7 @@ impl Model {
     pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let io = |source| LoadError::Io { path: shown.clone(), source };
+        let io = |error| LoadError::Io { path: shown.clone(), error };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap user we rely on the file not being
         // truncated or rewritten by another process while the model is alive.
@@ -174,6 +174,71 @@ impl Model {
             (Store::Floats(floats), ranges)
         };
         Ok(Model { path, arch, spec, store, params })
+    }
+
+    /// A model from in-memory tensors (named as in the model file), validated like a file.
+    pub fn from_tensors(
+        arch: &str,
+        spec: ModelSpec,
+        tensors: Vec<(String, Vec<f32>)>,
+    ) -> Result<Model, LoadError> {
+        let path = format!("<{arch}>");
+        spec.view()
+            .validate()
+            .map_err(|e| LoadError::Spec { path: path.clone(), reason: e.to_string() })?;
+        let mut by_name: HashMap<String, Vec<f32>> = tensors.into_iter().collect();
+        let mut floats = Vec::new();
+        let mut params = HashMap::new();
+        let mut failure = None;
+        spec.view().for_each_param(|p| {
+            let name = p.to_string();
+            match by_name.remove(&name) {
+                Some(v) if v.len() == p.len() => {
+                    params.insert(name, floats.len()..floats.len() + v.len());
+                    floats.extend_from_slice(&v);
+                }
+                found => {
+                    let problem = match found {
+                        Some(v) => format!("has {} elements, expected {:?}", v.len(), p.shape()),
+                        None => "missing".into(),
+                    };
+                    failure.get_or_insert(LoadError::Tensor { path: path.clone(), name, problem });
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some(name) = by_name.into_keys().next() {
+            return Err(LoadError::Tensor {
+                path,
+                name,
+                problem: "not a parameter of the network".into(),
+            });
+        }
+        Ok(Model { path, arch: arch.to_string(), spec, store: Store::Floats(floats), params })
+    }
+
+    /// A model with deterministic pseudo-random weights (He-scaled, so activations stay finite):
+    /// for benchmarks, where speed does not depend on the values.
+    pub fn random(arch: &str, spec: ModelSpec, seed: u64) -> Result<Model, LoadError> {
+        let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let mut tensors = Vec::new();
+        spec.view().for_each_param(|p| {
+            let fan_in: usize = p.shape().iter().skip(1).product::<usize>().max(1);
+            let scale = match p.tensor {
+                "weight" => (3.0 / fan_in as f32).sqrt(),
+                "scale" => 0.0,
+                _ => 0.1,
+            };
+            let offset = if p.tensor == "scale" { 1.0 } else { 0.0 };
+            tensors.push((p.to_string(), (0..p.len()).map(|_| offset + scale * next()).collect()));
+        });
+        Model::from_tensors(arch, spec, tensors)
     }
 
     pub fn path(&self) -> &str {

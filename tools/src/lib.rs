@@ -1,1 +1,4 @@
-
+pub mod checkpoint;
+pub mod convert;
+pub mod npy;
+pub mod pickle;

@@ -1,1 +1,406 @@
-fn main() {}
+//! `shortcut`: convert PyTorch ResNet checkpoints and run them.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use shortcut_core::plan::{walk, Op};
+use shortcut_core::Shape;
+use shortcut_runtime::{Model, Tensor};
+use shortcut_tools::{convert, npy};
+
+/// `println!` that stops quietly when stdout is closed (e.g. piped into `head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+#[derive(Parser)]
+#[command(name = "shortcut", version, about = "CPU inference for PyTorch-trained ResNets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a PyTorch checkpoint (.pth/.pt, zip or legacy format, or .safetensors) to a shortcut model.
+    Convert {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Architecture family or name when the keys are ambiguous (torchvision, cifar, preact, resnet50, ...).
+        #[arg(long)]
+        arch: Option<String>,
+        /// BN epsilon used when folding (state dicts do not record it).
+        #[arg(long, default_value_t = 1e-5)]
+        bn_eps: f64,
+    },
+    /// Print a model's architecture, per-layer shapes, parameters and MACs.
+    Inspect {
+        model: PathBuf,
+        /// Input size HxW (default: 224x224 for ImageNet stems, 32x32 otherwise).
+        #[arg(long)]
+        size: Option<String>,
+    },
+    /// Run a model on an f32 NCHW .npy batch and write the logits as .npy.
+    Run {
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Time forward passes of a model file or a torchvision architecture (random weights).
+    Bench {
+        /// A model file, or a torchvision architecture name (resnet18, resnet50, resnext50_32x4d, ...).
+        model: String,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Input size HxW (default: 224x224 for ImageNet stems, 32x32 otherwise).
+        #[arg(long)]
+        size: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Worker threads (accepted for compatibility; the reference backend runs on one).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert the shipped digits ResNet-20 and classify the shipped test digits.
+    Demo {
+        /// Folder with resnet20_digits.pth and digits_test_{x,y}.npy.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Convert { input, output, arch, bn_eps } => {
+            cmd_convert(&input, &output, arch, bn_eps)
+        }
+        Command::Inspect { model, size } => cmd_inspect(&model, size.as_deref()),
+        Command::Run { model, input, output } => cmd_run(&model, &input, &output),
+        Command::Demo { dir } => cmd_demo(dir),
+        Command::Bench { model, batch, size, iters, warmup, threads, json } => {
+            cmd_bench(&model, batch, size.as_deref(), iters, warmup, threads, json)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn convert_file(input: &Path, output: &Path, arch: Option<String>, bn_eps: f64) -> Result<String> {
+    Ok(convert::convert_checkpoint(input, output, &convert::ConvertOptions { arch, bn_eps })?)
+}
+
+fn cmd_convert(input: &Path, output: &Path, arch: Option<String>, bn_eps: f64) -> Result<()> {
+    let arch = convert_file(input, output, arch, bn_eps)?;
+    let model = Model::load(output)?;
+    say!(
+        "{} -> {}: {arch}, {} blocks, {} parameters",
+        input.display(),
+        output.display(),
+        model.spec().blocks.len(),
+        model.spec().view().param_count()
+    );
+    Ok(())
+}
+
+fn default_size(model: &Model) -> (usize, usize) {
+    if model.spec().stem.max_pool {
+        (224, 224)
+    } else {
+        (32, 32)
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parse = |v: &str| {
+        v.trim().parse::<usize>().with_context(|| format!("bad size `{s}` (expected H or HxW)"))
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
+        None => Ok((parse(s)?, parse(s)?)),
+    }
+}
+
+fn fmt_shape(s: Shape) -> String {
+    format!("{}x{}x{}", s.c, s.h, s.w)
+}
+
+fn cmd_inspect(path: &Path, size: Option<&str>) -> Result<()> {
+    let model = Model::load(path)?;
+    let (h, w) = match size {
+        Some(s) => parse_size(s)?,
+        None => default_size(&model),
+    };
+    let spec = model.spec().view();
+    let input = Shape::new(1, spec.in_channels, h, w);
+    say!("model:      {}", path.display());
+    say!("arch:       {}", model.arch());
+    say!("input:      {} (batch 1)", fmt_shape(input));
+    say!("blocks:     {}", spec.blocks.len());
+    say!("parameters: {}", spec.param_count());
+    say!(
+        "{:<22} {:<10} {:>14} {:>14} {:>10} {:>14}",
+        "layer",
+        "op",
+        "input",
+        "output",
+        "params",
+        "MACs"
+    );
+    let mut total = 0u64;
+    let mut rows = Vec::new();
+    walk(&spec, input, |s| {
+        let (op, params) = match s.op {
+            Op::Conv { geom, .. } => (
+                format!(
+                    "conv{}x{}/{}{}",
+                    geom.kernel_h,
+                    geom.kernel_w,
+                    geom.stride_h,
+                    if geom.groups > 1 { format!(" g{}", geom.groups) } else { String::new() }
+                ),
+                geom.weight_len() + geom.out_channels,
+            ),
+            Op::MaxPool(g) => (format!("maxpool{}/{}", g.kernel, g.stride), 0),
+            Op::Affine { .. } => ("bn+relu".to_string(), 2 * s.in_shape.c),
+            Op::ZeroPad { stride, .. } => (format!("zeropad/{stride}"), 0),
+            Op::AvgPool { kh, kw } => (format!("avgpool{kh}x{kw}"), 0),
+            Op::Linear { in_features, out_features } => {
+                ("fc".to_string(), in_features * out_features + out_features)
+            }
+        };
+        total += s.macs();
+        rows.push(format!(
+            "{:<22} {:<10} {:>14} {:>14} {:>10} {:>14}",
+            s.layer.to_string(),
+            op,
+            fmt_shape(s.in_shape),
+            fmt_shape(s.out_shape),
+            params,
+            s.macs()
+        ));
+    })
+    .map_err(|e| anyhow::anyhow!("{}: input {h}x{w}: {e}", path.display()))?;
+    for r in rows {
+        say!("{r}");
+    }
+    say!("total MACs: {total} ({:.3} GMACs)", total as f64 / 1e9);
+    Ok(())
+}
+
+/// A model file, or a built-in torchvision architecture with random weights.
+fn open_model(name: &str) -> Result<Model> {
+    if let Some(spec) = shortcut_runtime::zoo::torchvision(name) {
+        return Ok(Model::random(name, spec, 0)?);
+    }
+    if !Path::new(name).exists() {
+        bail!(
+            "{name}: no such file, and not a built-in architecture ({})",
+            shortcut_runtime::zoo::TORCHVISION_ARCHS.join(", ")
+        );
+    }
+    Ok(Model::load(name)?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn cmd_bench(
+    name: &str,
+    batch: usize,
+    size: Option<&str>,
+    iters: usize,
+    warmup: usize,
+    threads: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    if iters == 0 || batch == 0 {
+        bail!("--iters and --batch must be at least 1");
+    }
+    let model = open_model(name)?;
+    let (h, w) = match size {
+        Some(s) => parse_size(s)?,
+        None => default_size(&model),
+    };
+    let spec = model.spec().view();
+    let shape = Shape::new(batch, spec.in_channels, h, w);
+    let mut macs = 0u64;
+    walk(&spec, shape, |s| macs += s.macs())
+        .map_err(|e| anyhow::anyhow!("{name}: input {h}x{w}: {e}"))?;
+    let mut x = Tensor::zeros(vec![batch, spec.in_channels, h, w]);
+    for (i, v) in x.data_mut().iter_mut().enumerate() {
+        *v = ((i * 7919) % 255) as f32 / 127.5 - 1.0;
+    }
+    let progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    for i in 0..warmup {
+        if progress {
+            eprint!("\rwarm-up {}/{warmup}", i + 1);
+        }
+        model.forward(&x)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..iters {
+        if progress {
+            eprint!("\riteration {}/{iters}   ", i + 1);
+        }
+        let t = Instant::now();
+        model.forward(&x)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    if progress {
+        eprintln!();
+    }
+    times.sort_by(f64::total_cmp);
+    let (min, median, p90) = (times[0], percentile(&times, 0.5), percentile(&times, 0.9));
+    let images_per_s = batch as f64 * 1e3 / median;
+    let gflops = 2.0 * macs as f64 / (median * 1e6);
+    let threads = threads.unwrap_or(1);
+    if json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "model": name, "arch": model.arch(), "batch": batch, "height": h, "width": w,
+                "threads": threads, "iters": iters, "warmup": warmup,
+                "min_ms": min, "median_ms": median, "p90_ms": p90,
+                "images_per_s": images_per_s, "gflops": gflops, "macs": macs,
+            })
+        );
+    } else {
+        say!(
+            "{name} ({}), batch {batch}, {h}x{w}, {threads} thread(s), {iters} iterations",
+            model.arch()
+        );
+        say!("latency  min {min:.2} ms   median {median:.2} ms   p90 {p90:.2} ms");
+        say!("throughput {images_per_s:.2} images/s, {gflops:.1} GFLOP/s effective ({:.2} GMACs per batch)", macs as f64 / 1e9);
+    }
+    Ok(())
+}
+
+fn read_input(path: &Path) -> Result<Tensor> {
+    let arr = npy::read_npy(path)?;
+    let data = match arr.data {
+        npy::NpyData::F32(v) => v,
+        other => {
+            bail!("{}: dtype is {}, expected float32 ('<f4')", path.display(), dtype_name(&other))
+        }
+    };
+    if arr.shape.len() != 4 {
+        bail!("{}: shape {:?} is not NCHW (rank 4)", path.display(), arr.shape);
+    }
+    Ok(Tensor::new(arr.shape, data)?)
+}
+
+fn cmd_run(model: &Path, input: &Path, output: &Path) -> Result<()> {
+    let model = Model::load(model)?;
+    let x = read_input(input)?;
+    model.check_input(x.shape()).with_context(|| format!("{}", input.display()))?;
+    let t = Instant::now();
+    let y = model.forward(&x)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    npy::write_npy_f32(output, y.shape(), y.data())?;
+    say!("{} -> {}: logits {:?} in {ms:.2} ms", input.display(), output.display(), y.shape());
+    Ok(())
+}
+
+fn cmd_demo(dir: Option<PathBuf>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo"));
+    let ckpt = dir.join("resnet20_digits.pth");
+    let out_dir = std::env::temp_dir().join(format!("shortcut-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("{}", out_dir.display()))?;
+    let model_path = out_dir.join("resnet20_digits.safetensors");
+    let arch = convert_file(&ckpt, &model_path, None, 1e-5)?;
+    let model = Model::load(&model_path)?;
+    say!("converted {} ({arch}, {} parameters)", ckpt.display(), model.spec().view().param_count());
+
+    let x = read_input(&dir.join("digits_test_x.npy"))?;
+    let y_path = dir.join("digits_test_y.npy");
+    let labels: Vec<i64> = match npy::read_npy(&y_path)?.data {
+        npy::NpyData::I64(v) => v,
+        other => {
+            bail!("{}: dtype is {}, expected int64 labels", y_path.display(), dtype_name(&other))
+        }
+    };
+    let n = x.shape()[0];
+    if labels.len() != n {
+        bail!("{}: {} labels for {n} images", y_path.display(), labels.len());
+    }
+    // Warm up once, then time the whole batch.
+    model.forward(&Tensor::new(
+        [&[1], &x.shape()[1..]].concat(),
+        x.data()[..x.data().len() / n].to_vec(),
+    )?)?;
+    let t = Instant::now();
+    let logits = model.forward(&x)?;
+    let secs = t.elapsed().as_secs_f64();
+    let classes = model.spec().head.num_classes;
+    let correct = logits
+        .data()
+        .chunks_exact(classes)
+        .zip(&labels)
+        .filter(|(row, &label)| argmax(row) as i64 == label)
+        .count();
+    say!(
+        "classified {n} digits: accuracy {:.2}% ({correct}/{n}), {:.3} ms per image (batch {n}, 1 thread)",
+        100.0 * correct as f64 / n as f64,
+        secs * 1e3 / n as f64
+    );
+    let reference = dir.join("digits_test_logits.npy");
+    if let Ok(npy::NpyArray { data: npy::NpyData::F32(expected), .. }) = npy::read_npy(&reference) {
+        let agree = logits
+            .data()
+            .chunks_exact(classes)
+            .zip(expected.chunks_exact(classes))
+            .filter(|(a, b)| argmax(a) == argmax(b))
+            .count();
+        say!(
+            "agreement with PyTorch's predictions: {agree}/{n}, relative L2 error of logits {:.2e}",
+            rel_l2(logits.data(), &expected)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    Ok(())
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+fn dtype_name(d: &npy::NpyData) -> &'static str {
+    match d {
+        npy::NpyData::F32(_) => "float32",
+        npy::NpyData::F64(_) => "float64",
+        npy::NpyData::I64(_) => "int64",
+        npy::NpyData::I32(_) => "int32",
+        npy::NpyData::U8(_) => "uint8",
+    }
+}

@@ -1,0 +1,185 @@
+//! Instruction sets and the micro-kernels written for each of them.
+//!
+//! Every SIMD instruction of the crate lives below this module, one file per ISA:
+//! [`scalar`] (portable Rust, every target), `x86_64/avx2.rs` (AVX2 + FMA),
+//! `x86_64/avx512.rs` (AVX-512F) and `aarch64/neon.rs`. Each exposes the same small set of
+//! kernels with the same contracts, and [`kernels`] is the one place that maps an [`Isa`] to
+//! them. A generic x86_64 build contains the AVX2 and AVX-512 code and selects it at run time
+//! through [`Isa::is_available`], so the same binary runs everywhere.
+//!
+//! The kernels are:
+//! - a GEMM micro-kernel ([`GemmKernel`]): one `MR x NR` tile of `C = A·B` over packed panels,
+//!   with the convolution epilogue (bias, accumulate into `C`, ReLU) fused into the store;
+//! - Winograd transforms (see [`WinogradKernels`]), written once as portable Rust over lanes of
+//!   tiles in [`winograd`] and compiled per ISA so the lane loops vectorise.
+
+pub mod scalar;
+pub mod winograd;
+
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+
+/// An instruction set a kernel is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable Rust; runs on every target.
+    Scalar,
+    /// x86_64 AVX2 with FMA.
+    Avx2,
+    /// x86_64 AVX-512F.
+    Avx512,
+    /// aarch64 Advanced SIMD.
+    Neon,
+}
+
+impl Isa {
+    /// Every ISA, in order of preference (best first).
+    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == s)
+    }
+
+    /// Whether this CPU can run the ISA's kernels. With the `std` feature x86 features are
+    /// detected at run time; without it only what the build targets (`-C target-feature`)
+    /// counts. NEON is part of every aarch64 target.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => avx2_available(),
+            Isa::Avx512 => avx512_available(),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
+        }
+    }
+
+    /// The fastest available ISA: AVX-512 > AVX2 > NEON > scalar.
+    pub fn best_available() -> Isa {
+        Isa::ALL.into_iter().find(|isa| isa.is_available()).unwrap_or(Isa::Scalar)
+    }
+
+    /// Every available ISA, best first.
+    pub fn all_available() -> impl Iterator<Item = Isa> {
+        Isa::ALL.into_iter().filter(|isa| isa.is_available())
+    }
+}
+
+impl core::fmt::Display for Isa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx2_available() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx512_available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx2_available() -> bool {
+    cfg!(all(target_feature = "avx2", target_feature = "fma"))
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx512_available() -> bool {
+    cfg!(target_feature = "avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_available() -> bool {
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_available() -> bool {
+    false
+}
+
+/// The largest `MR x NR` of any GEMM kernel, so callers can size an edge-tile buffer.
+pub const MAX_TILE: usize = 16 * 64;
+
+/// Arguments of one micro-kernel call: `C[MR x NR] = epilogue(A·B)`.
+///
+/// `a` is an `MR`-row panel stored k-major (`a[k * MR + r]`), `b` an `NR`-column panel with
+/// row stride `ldb` (`b[k * ldb + j]`; `ldb = NR` for a packed panel), `c` the tile's top-left
+/// element with row stride `ldc`. The kernel computes
+/// `c[r, j] = relu?(sum_k a[k, r] * b[k, j] + bias[r]? + c[r, j]?)`, where `bias` is applied
+/// unless null and the old `c` is added when `load_c`.
+#[derive(Clone, Copy, Debug)]
+pub struct Tile {
+    pub k: usize,
+    pub a: *const f32,
+    pub b: *const f32,
+    pub ldb: usize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// `MR` row biases, or null for none.
+    pub bias: *const f32,
+    pub load_c: bool,
+    pub relu: bool,
+}
+
+/// A GEMM micro-kernel: computes one full `mr x nr` tile.
+///
+/// # Safety (of calling `run`)
+/// The kernel's ISA is available; `a` is readable for `k * mr` floats, `b` for rows
+/// `0..k` of `nr` floats at stride `ldb`, `bias` (unless null) for `mr` floats, and `c` is
+/// readable and writable for `mr` rows of `nr` floats at stride `ldc`, not aliasing `a`/`b`.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmKernel {
+    pub name: &'static str,
+    pub mr: usize,
+    pub nr: usize,
+    pub run: unsafe fn(&Tile),
+}
+
+/// Winograd input/output transforms for one `F(m, 3)`, compiled for one ISA.
+///
+/// Both work on up to [`winograd::LANES`] horizontally adjacent tiles at once; see
+/// [`winograd::InputArgs`] and [`winograd::OutputArgs`] for the exact contracts.
+#[derive(Clone, Copy, Debug)]
+pub struct WinogradKernels {
+    pub input: unsafe fn(&winograd::InputArgs),
+    pub output: unsafe fn(&winograd::OutputArgs),
+}
+
+/// Everything an [`Isa`] provides.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub isa: Isa,
+    pub gemm: GemmKernel,
+    /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
+    pub winograd: [WinogradKernels; 3],
+}
+
+/// The kernels of `isa`, or `None` when this build does not contain them (e.g. NEON on x86).
+/// The caller still checks [`Isa::is_available`] before running them.
+pub fn kernels(isa: Isa) -> Option<Kernels> {
+    match isa {
+        Isa::Scalar => Some(scalar::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(x86_64::avx2::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(x86_64::avx512::KERNELS),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Some(aarch64::neon::KERNELS),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}

@@ -1,0 +1,70 @@
+//! End-to-end parity with PyTorch: every checkpoint in fixtures/manifest.json (made by
+//! scripts/make_fixtures.py) is converted, loaded and run; logits must match PyTorch's within a
+//! relative L2 error of 1e-5 with identical argmax.
+
+use std::path::{Path, PathBuf};
+
+use shortcut_runtime::{Model, Tensor};
+use shortcut_tools::convert::{convert_checkpoint, ConvertOptions};
+use shortcut_tools::npy::{read_npy, NpyData};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let a = read_npy(path).unwrap_or_else(|e| panic!("{e}"));
+    match a.data {
+        NpyData::F32(v) => (a.shape, v),
+        _ => panic!("{}: not f32", path.display()),
+    }
+}
+
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    (num / den).sqrt()
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+#[test]
+fn every_fixture_matches_pytorch() {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("fixtures/manifest.json")).expect("manifest"),
+    )
+    .expect("manifest json");
+    let cases = manifest["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 16, "expected the full fixture set, found {}", cases.len());
+    let dir = tempfile::tempdir().unwrap();
+    let mut families = std::collections::BTreeSet::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let ckpt = repo().join(case["checkpoint"].as_str().unwrap());
+        let out = dir.path().join(format!("{name}.safetensors"));
+        convert_checkpoint(&ckpt, &out, &ConvertOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: convert failed: {e}"));
+        let model = Model::load(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (shape, x) = read_f32(&repo().join(case["input"].as_str().unwrap()));
+        let (eshape, expected) = read_f32(&repo().join(case["expected"].as_str().unwrap()));
+        let y = model
+            .forward(&Tensor::new(shape, x).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(y.shape(), eshape.as_slice(), "{name}: output shape");
+        let err = rel_l2(y.data(), &expected);
+        assert!(err <= 1e-5, "{name}: relative L2 error {err:.3e} > 1e-5");
+        let classes = eshape[1];
+        for (i, (a, b)) in y.data().chunks(classes).zip(expected.chunks(classes)).enumerate() {
+            assert_eq!(argmax(a), argmax(b), "{name}: argmax differs for sample {i}");
+        }
+        families.insert(case["family"].as_str().unwrap().to_string());
+        eprintln!("{name}: {} rel L2 {err:.2e}", model.arch());
+    }
+    assert!(families.len() >= 8, "families covered: {families:?}");
+}
