@@ -209,3 +209,5 @@ fn buffer<'b>(
         s => &mut *bufs[index(s)],
     }
 }
+
+impl core::error::Error for ForwardError {}

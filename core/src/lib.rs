@@ -16,6 +16,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod arch;
+pub mod conv;
 pub mod epilogue;
 pub mod forward;
 pub mod plan;

@@ -320,6 +320,29 @@ impl<'a> NetworkSpec<'a> {
             .sum::<usize>()
     }
 
+    /// Calls `f(index, layer, geometry)` for every conv, numbered as the schedule
+    /// ([`crate::plan::walk`]) numbers them: the stem, then per block the projection shortcut
+    /// (computed first, from the block input), conv1, conv2, conv3.
+    pub fn for_each_conv(&self, mut f: impl FnMut(usize, LayerName, Conv2dGeometry)) {
+        f(0, LayerName::StemConv, self.stem_conv());
+        let mut index = 1;
+        for (block, b) in self.blocks.iter().enumerate() {
+            let c = b.convs();
+            let layers = [
+                (BlockLayer::Shortcut, c.shortcut),
+                (BlockLayer::Conv1, Some(c.conv1)),
+                (BlockLayer::Conv2, Some(c.conv2)),
+                (BlockLayer::Conv3, c.conv3),
+            ];
+            for (layer, g) in layers {
+                if let Some(g) = g {
+                    f(index, LayerName::Block { block, layer }, g);
+                    index += 1;
+                }
+            }
+        }
+    }
+
     /// Calls `f` for every parameter tensor, in a fixed order, with its name and shape.
     pub fn for_each_param(&self, mut f: impl FnMut(ParamInfo)) {
         let conv = |f: &mut dyn FnMut(ParamInfo), layer: LayerName, g: Conv2dGeometry| {
@@ -419,3 +442,5 @@ pub(crate) fn stem_output(
     };
     Ok((conv, pooled))
 }
+
+impl core::error::Error for SpecError {}

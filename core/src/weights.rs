@@ -183,3 +183,5 @@ impl<'a> NetworkWeights<'a> {
         }
     }
 }
+
+impl core::error::Error for WeightsError {}

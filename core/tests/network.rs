@@ -187,6 +187,17 @@ proptest! {
         let mut out = vec![0.0; p.output_len()];
         forward(&ReferenceBackend, &spec, &weights, &x, shape, &mut arena, &mut out).unwrap();
         let expected = composed(&spec, &params, &x, shape);
+        // The schedule numbers convs exactly as `for_each_conv` does.
+        let mut scheduled = Vec::new();
+        shortcut_core::plan::walk(&spec, shape, |s| {
+            if let shortcut_core::plan::Op::Conv { index, geom, .. } = s.op {
+                scheduled.push((index, s.layer, geom));
+            }
+        }).unwrap();
+        let mut listed = Vec::new();
+        spec.for_each_conv(|i, l, g| listed.push((i, l, g)));
+        scheduled.sort_by_key(|c| c.0);
+        prop_assert_eq!(scheduled, listed);
         for (a, b) in out.iter().zip(&expected) {
             prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
         }

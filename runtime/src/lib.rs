@@ -9,12 +9,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod engine;
 pub mod format;
 pub mod model;
 pub mod tensor;
 pub mod zoo;
 
+pub use engine::{OptionsError, Resolved, RunOptions};
 pub use format::{save_model, ModelSpec, NamedTensor, SaveError, FORMAT_VERSION};
-pub use model::{LoadError, Model, RunError};
+pub use model::{LoadError, Model, RunError, Session};
 pub use shortcut_core as core_ops;
 pub use tensor::{ShapeError, Tensor};

@@ -9,6 +9,7 @@ use shortcut_core::spec::ParamInfo;
 use shortcut_core::weights::{AffineWeights, ConvWeights, LinearWeights};
 use shortcut_core::{plan, BlockWeights, NetworkWeights, Shape, SpecError};
 
+use crate::engine::{Engine, RunOptions};
 use crate::format::{ModelSpec, FORMAT_VERSION};
 use crate::tensor::Tensor;
 
@@ -25,6 +26,8 @@ pub enum LoadError {
     Spec { path: String, reason: String },
     #[error("{path}: tensor `{name}`: {problem}")]
     Tensor { path: String, name: String, problem: String },
+    #[error("{path}: {reason}")]
+    Options { path: String, reason: String },
 }
 
 /// Why a forward pass was refused.
@@ -56,6 +59,7 @@ pub struct Model {
     store: Store,
     /// Parameter name -> range in `store` (bytes for `Mapped`/`Bytes`, elements for `Floats`).
     params: HashMap<String, Range<usize>>,
+    engine: Option<Engine>,
 }
 
 impl std::fmt::Debug for Model {
@@ -65,8 +69,43 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Memory-maps and validates a model file.
+    /// Memory-maps and validates a model file, and prepacks it for this machine
+    /// (options from the environment, see [`RunOptions`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
+        Model::load_with(path, &RunOptions::default())
+    }
+
+    /// [`Model::load`] with explicit run options.
+    pub fn load_with(path: impl AsRef<Path>, options: &RunOptions) -> Result<Model, LoadError> {
+        let mut model = Model::load_unprepared(path)?;
+        model.prepare(options)?;
+        Ok(model)
+    }
+
+    /// Packs the weights for the options' ISA and algorithms (replacing any earlier packing).
+    pub fn prepare(&mut self, options: &RunOptions) -> Result<(), LoadError> {
+        let resolved = options
+            .resolve()
+            .map_err(|e| LoadError::Options { path: self.path.clone(), reason: e.to_string() })?;
+        self.engine = None;
+        let spec = self.spec.view();
+        let mut convs = Vec::new();
+        spec.for_each_conv(|_, layer, geom| convs.push((layer, geom)));
+        let engine = Engine::new(resolved, &spec, |i| {
+            let (layer, geom) = convs[i];
+            let get = |t: &str| self.param(&format!("{layer}.{t}")).expect("validated at load");
+            (geom, ConvWeights { weight: get("weight"), bias: get("bias") })
+        });
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    /// The prepacked engine.
+    pub fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("models are prepared when built")
+    }
+
+    fn load_unprepared(path: impl AsRef<Path>) -> Result<Model, LoadError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let io = |error| LoadError::Io { path: shown.clone(), error };
@@ -79,7 +118,14 @@ impl Model {
 
     /// Validates a model held in memory; `name` stands for the path in error messages.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Model, LoadError> {
-        Model::from_store(name.to_string(), Store::Bytes(bytes))
+        let mut model = Model::from_store(name.to_string(), Store::Bytes(bytes))?;
+        model.prepare(&RunOptions::default())?;
+        Ok(model)
+    }
+
+    /// Validates a model held in memory without packing it (what a fuzzer exercises).
+    pub fn validate_bytes(name: &str, bytes: Vec<u8>) -> Result<(), LoadError> {
+        Model::from_store(name.to_string(), Store::Bytes(bytes)).map(|_| ())
     }
 
     fn from_store(path: String, store: Store) -> Result<Model, LoadError> {
@@ -173,7 +219,7 @@ impl Model {
             }
             (Store::Floats(floats), ranges)
         };
-        Ok(Model { path, arch, spec, store, params })
+        Ok(Model { path, arch, spec, store, params, engine: None })
     }
 
     /// A model from in-memory tensors (named as in the model file), validated like a file.
@@ -181,6 +227,7 @@ impl Model {
         arch: &str,
         spec: ModelSpec,
         tensors: Vec<(String, Vec<f32>)>,
+        options: &RunOptions,
     ) -> Result<Model, LoadError> {
         let path = format!("<{arch}>");
         spec.view()
@@ -216,12 +263,26 @@ impl Model {
                 problem: "not a parameter of the network".into(),
             });
         }
-        Ok(Model { path, arch: arch.to_string(), spec, store: Store::Floats(floats), params })
+        let mut model = Model {
+            path,
+            arch: arch.to_string(),
+            spec,
+            store: Store::Floats(floats),
+            params,
+            engine: None,
+        };
+        model.prepare(options)?;
+        Ok(model)
     }
 
     /// A model with deterministic pseudo-random weights (He-scaled, so activations stay finite):
     /// for benchmarks, where speed does not depend on the values.
-    pub fn random(arch: &str, spec: ModelSpec, seed: u64) -> Result<Model, LoadError> {
+    pub fn random(
+        arch: &str,
+        spec: ModelSpec,
+        seed: u64,
+        options: &RunOptions,
+    ) -> Result<Model, LoadError> {
         let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -238,7 +299,7 @@ impl Model {
             let offset = if p.tensor == "scale" { 1.0 } else { 0.0 };
             tensors.push((p.to_string(), (0..p.len()).map(|_| offset + scale * next()).collect()));
         });
-        Model::from_tensors(arch, spec, tensors)
+        Model::from_tensors(arch, spec, tensors, options)
     }
 
     pub fn path(&self) -> &str {
@@ -276,10 +337,7 @@ impl Model {
     }
 
     /// Borrowed parameter slices in the form the core's forward pass takes.
-    fn gather(
-        &self,
-    ) -> (Vec<BlockWeights<'_>>, ConvWeights<'_>, Option<AffineWeights<'_>>, LinearWeights<'_>)
-    {
+    fn gather(&self) -> Gathered<'_> {
         let get = |name: &str| self.param(name).expect("validated at load");
         let spec = self.spec.view();
         let blocks = spec
@@ -294,16 +352,25 @@ impl Model {
             })
             .collect();
         let stem = ConvWeights { weight: get("stem.conv.weight"), bias: get("stem.conv.bias") };
-        let norm = spec.head.norm.then(|| AffineWeights {
+        let head_norm = spec.head.norm.then(|| AffineWeights {
             scale: get("head.norm.scale"),
             shift: get("head.norm.shift"),
         });
         let fc = LinearWeights { weight: get("head.fc.weight"), bias: get("head.fc.bias") };
-        (blocks, stem, norm, fc)
+        Gathered { blocks, stem, head_norm, fc }
     }
 
     /// Runs the model on an NCHW batch and returns logits `[n, classes]`.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor, RunError> {
+        let shape = self.check_input(input.shape())?;
+        let mut session = self.session(shape)?;
+        let mut out = vec![0.0f32; session.output_len()];
+        session.run(input.data(), &mut out)?;
+        Ok(Tensor::new(vec![shape.n, self.spec.head.num_classes], out).expect("length matches"))
+    }
+
+    /// Runs the model with the reference ops only (the oracle).
+    pub fn forward_reference(&self, input: &Tensor) -> Result<Tensor, RunError> {
         self.forward_with(&shortcut_core::ReferenceBackend, input)
     }
 
@@ -317,13 +384,29 @@ impl Model {
         let spec = self.spec.view();
         let p = plan(&spec, shape)
             .map_err(|reason| RunError::Shape { shape: input.shape().to_vec(), reason })?;
-        let (blocks, stem, head_norm, fc) = self.gather();
-        let weights = NetworkWeights { stem, blocks: &blocks, head_norm, fc };
+        let g = self.gather();
         let mut arena = vec![0.0f32; p.arena_len()];
         let mut out = vec![0.0f32; p.output_len()];
-        forward(backend, &spec, &weights, input.data(), shape, &mut arena, &mut out)
+        forward(backend, &spec, &g.weights(), input.data(), shape, &mut arena, &mut out)
             .map_err(RunError::Forward)?;
         Ok(Tensor::new(vec![shape.n, spec.head.num_classes], out).expect("length matches"))
+    }
+
+    /// A reusable context for one input shape: after creation, [`Session::run`] allocates nothing.
+    pub fn session(&self, input: Shape) -> Result<Session<'_>, RunError> {
+        let dims = [input.n, input.c, input.h, input.w];
+        let shape = self.check_input(&dims)?;
+        let spec = self.spec.view();
+        let p = plan(&spec, shape)
+            .map_err(|reason| RunError::Shape { shape: dims.to_vec(), reason })?;
+        self.engine().prepare(&spec, shape);
+        Ok(Session {
+            model: self,
+            shape,
+            weights: self.gather(),
+            arena: vec![0.0; p.arena_len()],
+            plan: p,
+        })
     }
 
     /// Checks an input shape against the model and converts it to a core [`Shape`].
@@ -336,5 +419,64 @@ impl Model {
         plan(&self.spec.view(), shape)
             .map_err(|reason| RunError::Shape { shape: dims.to_vec(), reason })?;
         Ok(shape)
+    }
+}
+
+struct Gathered<'m> {
+    blocks: Vec<BlockWeights<'m>>,
+    stem: ConvWeights<'m>,
+    head_norm: Option<AffineWeights<'m>>,
+    fc: LinearWeights<'m>,
+}
+
+impl<'m> Gathered<'m> {
+    fn weights(&self) -> NetworkWeights<'_> {
+        NetworkWeights {
+            stem: self.stem,
+            blocks: &self.blocks,
+            head_norm: self.head_norm,
+            fc: self.fc,
+        }
+    }
+}
+
+/// A model bound to one input shape, with its activation arena: repeated [`Session::run`]
+/// calls allocate nothing.
+pub struct Session<'m> {
+    model: &'m Model,
+    shape: Shape,
+    weights: Gathered<'m>,
+    arena: Vec<f32>,
+    plan: shortcut_core::Plan,
+}
+
+impl Session<'_> {
+    pub fn input_shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.plan.output_len()
+    }
+
+    /// Activation arena size in bytes.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len() * 4
+    }
+
+    /// Runs one batch: `input` is NCHW of the session's shape, `output` receives `[n, classes]`.
+    pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), RunError> {
+        let spec = self.model.spec.view();
+        forward(
+            self.model.engine(),
+            &spec,
+            &self.weights.weights(),
+            input,
+            self.shape,
+            &mut self.arena,
+            output,
+        )
+        .map_err(RunError::Forward)?;
+        Ok(())
     }
 }

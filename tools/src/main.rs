@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use shortcut_core::plan::{walk, Op};
 use shortcut_core::Shape;
-use shortcut_runtime::{Model, Tensor};
+use shortcut_runtime::{Model, RunOptions, Tensor};
 use shortcut_tools::{convert, npy};
 
 /// `println!` that stops quietly when stdout is closed (e.g. piped into `head`) instead of panicking.
@@ -24,6 +24,33 @@ macro_rules! say {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How to run: instruction set, convolution algorithm, threads.
+#[derive(Args, Clone, Debug, Default)]
+struct EngineArgs {
+    /// Instruction set: scalar, avx2, avx512, neon (default: the best this CPU has; env SHORTCUT_ISA).
+    #[arg(long)]
+    isa: Option<String>,
+    /// Convolution algorithm: direct, gemm, winograd2, winograd4, winograd6, auto (env SHORTCUT_CONV).
+    #[arg(long)]
+    conv: Option<String>,
+    /// Worker threads (default: physical cores; env SHORTCUT_THREADS).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl EngineArgs {
+    fn options(&self) -> Result<RunOptions> {
+        Ok(RunOptions {
+            isa: self.isa.as_deref().map(RunOptions::parse_isa).transpose()?,
+            conv: match self.conv.as_deref() {
+                Some(c) => RunOptions::parse_conv(c)?,
+                None => None,
+            },
+            threads: self.threads,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -46,6 +73,8 @@ enum Command {
         /// Input size HxW (default: 224x224 for ImageNet stems, 32x32 otherwise).
         #[arg(long)]
         size: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Run a model on an f32 NCHW .npy batch and write the logits as .npy.
     Run {
@@ -54,6 +83,8 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Time forward passes of a model file or a torchvision architecture (random weights).
     Bench {
@@ -68,18 +99,19 @@ enum Command {
         iters: usize,
         #[arg(long, default_value_t = 2)]
         warmup: usize,
-        /// Worker threads (accepted for compatibility; the reference backend runs on one).
-        #[arg(long)]
-        threads: Option<usize>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Convert the shipped digits ResNet-20 and classify the shipped test digits.
     Demo {
         /// Folder with resnet20_digits.pth and digits_test_{x,y}.npy.
         #[arg(long)]
         dir: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
 }
 
@@ -89,11 +121,11 @@ fn main() -> ExitCode {
         Command::Convert { input, output, arch, bn_eps } => {
             cmd_convert(&input, &output, arch, bn_eps)
         }
-        Command::Inspect { model, size } => cmd_inspect(&model, size.as_deref()),
-        Command::Run { model, input, output } => cmd_run(&model, &input, &output),
-        Command::Demo { dir } => cmd_demo(dir),
-        Command::Bench { model, batch, size, iters, warmup, threads, json } => {
-            cmd_bench(&model, batch, size.as_deref(), iters, warmup, threads, json)
+        Command::Inspect { model, size, engine } => cmd_inspect(&model, size.as_deref(), &engine),
+        Command::Run { model, input, output, engine } => cmd_run(&model, &input, &output, &engine),
+        Command::Demo { dir, engine } => cmd_demo(dir, &engine),
+        Command::Bench { model, batch, size, iters, warmup, json, engine } => {
+            cmd_bench(&model, batch, size.as_deref(), iters, warmup, json, &engine)
         }
     };
     match result {
@@ -144,8 +176,8 @@ fn fmt_shape(s: Shape) -> String {
     format!("{}x{}x{}", s.c, s.h, s.w)
 }
 
-fn cmd_inspect(path: &Path, size: Option<&str>) -> Result<()> {
-    let model = Model::load(path)?;
+fn cmd_inspect(path: &Path, size: Option<&str>, engine: &EngineArgs) -> Result<()> {
+    let model = Model::load_with(path, &engine.options()?)?;
     let (h, w) = match size {
         Some(s) => parse_size(s)?,
         None => default_size(&model),
@@ -189,10 +221,15 @@ fn cmd_inspect(path: &Path, size: Option<&str>) -> Result<()> {
             }
         };
         total += s.macs();
+        let algo = match s.op {
+            Op::Conv { index, .. } => model.engine().conv_algo(index).name(),
+            _ => "",
+        };
         rows.push(format!(
-            "{:<22} {:<10} {:>14} {:>14} {:>10} {:>14}",
+            "{:<22} {:<14} {:<10} {:>14} {:>14} {:>10} {:>14}",
             s.layer.to_string(),
             op,
+            algo,
             fmt_shape(s.in_shape),
             fmt_shape(s.out_shape),
             params,
@@ -204,13 +241,27 @@ fn cmd_inspect(path: &Path, size: Option<&str>) -> Result<()> {
         say!("{r}");
     }
     say!("total MACs: {total} ({:.3} GMACs)", total as f64 / 1e9);
+    let p = shortcut_core::plan(&spec, input)?;
+    say!(
+        "activation arena: {:.2} MiB (batch 1, {}x{}; slots {:?} elements, features {})",
+        p.arena_len() as f64 * 4.0 / 1048576.0,
+        h,
+        w,
+        p.slot_lens,
+        p.features_len
+    );
+    say!(
+        "weights: {:.2} MiB {}",
+        model.weights_bytes() as f64 / 1048576.0,
+        if model.is_mapped() { "memory-mapped" } else { "in memory" },
+    );
     Ok(())
 }
 
 /// A model file, or a built-in torchvision architecture with random weights.
-fn open_model(name: &str) -> Result<Model> {
+fn open_model(name: &str, options: &RunOptions) -> Result<Model> {
     if let Some(spec) = shortcut_runtime::zoo::torchvision(name) {
-        return Ok(Model::random(name, spec, 0)?);
+        return Ok(Model::random(name, spec, 0, options)?);
     }
     if !Path::new(name).exists() {
         bail!(
@@ -218,7 +269,7 @@ fn open_model(name: &str) -> Result<Model> {
             shortcut_runtime::zoo::TORCHVISION_ARCHS.join(", ")
         );
     }
-    Ok(Model::load(name)?)
+    Ok(Model::load_with(name, options)?)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -232,13 +283,13 @@ fn cmd_bench(
     size: Option<&str>,
     iters: usize,
     warmup: usize,
-    threads: Option<usize>,
     json: bool,
+    engine: &EngineArgs,
 ) -> Result<()> {
     if iters == 0 || batch == 0 {
         bail!("--iters and --batch must be at least 1");
     }
-    let model = open_model(name)?;
+    let model = open_model(name, &engine.options()?)?;
     let (h, w) = match size {
         Some(s) => parse_size(s)?,
         None => default_size(&model),
@@ -248,16 +299,18 @@ fn cmd_bench(
     let mut macs = 0u64;
     walk(&spec, shape, |s| macs += s.macs())
         .map_err(|e| anyhow::anyhow!("{name}: input {h}x{w}: {e}"))?;
-    let mut x = Tensor::zeros(vec![batch, spec.in_channels, h, w]);
-    for (i, v) in x.data_mut().iter_mut().enumerate() {
+    let mut x = vec![0.0f32; shape.len()];
+    for (i, v) in x.iter_mut().enumerate() {
         *v = ((i * 7919) % 255) as f32 / 127.5 - 1.0;
     }
+    let mut session = model.session(shape)?;
+    let mut y = vec![0.0f32; session.output_len()];
     let progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     for i in 0..warmup {
         if progress {
             eprint!("\rwarm-up {}/{warmup}", i + 1);
         }
-        model.forward(&x)?;
+        session.run(&x, &mut y)?;
     }
     let mut times = Vec::with_capacity(iters);
     for i in 0..iters {
@@ -265,7 +318,7 @@ fn cmd_bench(
             eprint!("\riteration {}/{iters}   ", i + 1);
         }
         let t = Instant::now();
-        model.forward(&x)?;
+        session.run(&x, &mut y)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     if progress {
@@ -275,21 +328,23 @@ fn cmd_bench(
     let (min, median, p90) = (times[0], percentile(&times, 0.5), percentile(&times, 0.9));
     let images_per_s = batch as f64 * 1e3 / median;
     let gflops = 2.0 * macs as f64 / (median * 1e6);
-    let threads = threads.unwrap_or(1);
+    let resolved = model.engine().resolved();
+    let threads = resolved.threads;
     if json {
         say!(
             "{}",
             serde_json::json!({
                 "model": name, "arch": model.arch(), "batch": batch, "height": h, "width": w,
-                "threads": threads, "iters": iters, "warmup": warmup,
+                "threads": threads, "isa": resolved.isa.name(), "iters": iters, "warmup": warmup,
                 "min_ms": min, "median_ms": median, "p90_ms": p90,
                 "images_per_s": images_per_s, "gflops": gflops, "macs": macs,
             })
         );
     } else {
         say!(
-            "{name} ({}), batch {batch}, {h}x{w}, {threads} thread(s), {iters} iterations",
-            model.arch()
+            "{name} ({}), batch {batch}, {h}x{w}, {threads} thread(s), {}, {iters} iterations",
+            model.arch(),
+            resolved.isa
         );
         say!("latency  min {min:.2} ms   median {median:.2} ms   p90 {p90:.2} ms");
         say!("throughput {images_per_s:.2} images/s, {gflops:.1} GFLOP/s effective ({:.2} GMACs per batch)", macs as f64 / 1e9);
@@ -311,8 +366,8 @@ fn read_input(path: &Path) -> Result<Tensor> {
     Ok(Tensor::new(arr.shape, data)?)
 }
 
-fn cmd_run(model: &Path, input: &Path, output: &Path) -> Result<()> {
-    let model = Model::load(model)?;
+fn cmd_run(model: &Path, input: &Path, output: &Path, engine: &EngineArgs) -> Result<()> {
+    let model = Model::load_with(model, &engine.options()?)?;
     let x = read_input(input)?;
     model.check_input(x.shape()).with_context(|| format!("{}", input.display()))?;
     let t = Instant::now();
@@ -323,14 +378,14 @@ fn cmd_run(model: &Path, input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cmd_demo(dir: Option<PathBuf>) -> Result<()> {
+fn cmd_demo(dir: Option<PathBuf>, engine: &EngineArgs) -> Result<()> {
     let dir = dir.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo"));
     let ckpt = dir.join("resnet20_digits.pth");
     let out_dir = std::env::temp_dir().join(format!("shortcut-demo-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("{}", out_dir.display()))?;
     let model_path = out_dir.join("resnet20_digits.safetensors");
     let arch = convert_file(&ckpt, &model_path, None, 1e-5)?;
-    let model = Model::load(&model_path)?;
+    let model = Model::load_with(&model_path, &engine.options()?)?;
     say!("converted {} ({arch}, {} parameters)", ckpt.display(), model.spec().view().param_count());
 
     let x = read_input(&dir.join("digits_test_x.npy"))?;
@@ -361,9 +416,11 @@ fn cmd_demo(dir: Option<PathBuf>) -> Result<()> {
         .filter(|(row, &label)| argmax(row) as i64 == label)
         .count();
     say!(
-        "classified {n} digits: accuracy {:.2}% ({correct}/{n}), {:.3} ms per image (batch {n}, 1 thread)",
+        "classified {n} digits: accuracy {:.2}% ({correct}/{n}), {:.3} ms per image (batch {n}, {} thread(s), {})",
         100.0 * correct as f64 / n as f64,
-        secs * 1e3 / n as f64
+        secs * 1e3 / n as f64,
+        model.engine().resolved().threads,
+        model.engine().resolved().isa
     );
     let reference = dir.join("digits_test_logits.npy");
     if let Ok(npy::NpyArray { data: npy::NpyData::F32(expected), .. }) = npy::read_npy(&reference) {

@@ -155,6 +155,8 @@ pub struct GemmKernel {
 /// [`winograd::InputArgs`] and [`winograd::OutputArgs`] for the exact contracts.
 #[derive(Clone, Copy, Debug)]
 pub struct WinogradKernels {
+    /// Tiles per call, at most (`<=` [`winograd::LANES`]).
+    pub lanes: usize,
     pub input: unsafe fn(&winograd::InputArgs),
     pub output: unsafe fn(&winograd::OutputArgs),
 }

@@ -21,10 +21,7 @@ unsafe fn gemm_4x8(t: &Tile) {
     for k in 0..t.k {
         // SAFETY: `k < t.k`, so the panel rows are inside what the caller made readable.
         let (a, b) = unsafe {
-            (
-                &*(t.a.add(k * MR) as *const [f32; MR]),
-                &*(t.b.add(k * t.ldb) as *const [f32; NR]),
-            )
+            (&*(t.a.add(k * MR) as *const [f32; MR]), &*(t.b.add(k * t.ldb) as *const [f32; NR]))
         };
         for r in 0..MR {
             for j in 0..NR {

@@ -307,9 +307,9 @@ macro_rules! winograd_kernels {
         }
 
         const WINOGRAD: [$crate::arch::WinogradKernels; 3] = [
-            $crate::arch::WinogradKernels { input: wino_in2, output: wino_out2 },
-            $crate::arch::WinogradKernels { input: wino_in4, output: wino_out4 },
-            $crate::arch::WinogradKernels { input: wino_in6, output: wino_out6 },
+            $crate::arch::WinogradKernels { lanes: $lanes, input: wino_in2, output: wino_out2 },
+            $crate::arch::WinogradKernels { lanes: $lanes, input: wino_in4, output: wino_out4 },
+            $crate::arch::WinogradKernels { lanes: $lanes, input: wino_in6, output: wino_out6 },
         ];
     };
 }

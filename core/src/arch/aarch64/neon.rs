@@ -10,7 +10,10 @@ pub const KERNELS: Kernels = Kernels {
     winograd: WINOGRAD,
 };
 
-crate::arch::winograd::winograd_kernels!(#[target_feature(enable = "neon")] lanes = 8);
+crate::arch::winograd::winograd_kernels!(
+    #[target_feature(enable = "neon")]
+    lanes = 8
+);
 
 /// An `MR x 4*NV` tile: `MR * NV` q-register accumulators, `NV` loads of `b` and `MR`
 /// broadcasts of `a` per step of k.

@@ -10,7 +10,10 @@ pub const KERNELS: Kernels = Kernels {
     winograd: WINOGRAD,
 };
 
-crate::arch::winograd::winograd_kernels!(#[target_feature(enable = "avx2,fma")] lanes = 8);
+crate::arch::winograd::winograd_kernels!(
+    #[target_feature(enable = "avx2,fma")]
+    lanes = 8
+);
 
 /// An `MR x 8*NV` tile: `MR * NV` ymm accumulators, `NV` loads of `b` and `MR` broadcasts of
 /// `a` per step of k.

@@ -10,7 +10,10 @@ pub const KERNELS: Kernels = Kernels {
     winograd: WINOGRAD,
 };
 
-crate::arch::winograd::winograd_kernels!(#[target_feature(enable = "avx512f")] lanes = 16);
+crate::arch::winograd::winograd_kernels!(
+    #[target_feature(enable = "avx512f")]
+    lanes = 16
+);
 
 /// An `MR x 16*NV` tile: `MR * NV` zmm accumulators, `NV` loads of `b` and `MR` broadcasts of
 /// `a` per step of k.

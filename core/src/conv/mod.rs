@@ -1,0 +1,400 @@
+//! Fast `f32` 2-D convolution: weights packed once, then a GEMM with the epilogue fused into
+//! the micro-kernel's store.
+//!
+//! Activations stay NCHW (no blocked channel layout), so for one image and group the
+//! convolution is `out[co, p] = sum_k W[co, k] * B[k, p]` with `p` the output pixels: each
+//! output channel's pixels are one contiguous row of `C`, and the epilogue (per-row bias,
+//! optional accumulate into the old output, ReLU) is applied where the micro-kernel stores.
+//!
+//! - `A` (weights) is packed at [`PackedConv::new`] into `MR`-row panels, k-major, per group.
+//! - `B` is packed per task into `NR`-column panels by an implicit im2col that writes the panel
+//!   layout directly and supplies the zero padding ([`ConvAlgo::Gemm`]), or read in place from
+//!   the input rows for pointwise convolutions ([`ConvAlgo::Direct`]).
+//! - Winograd `F(m, 3)` ([`ConvAlgo::Winograd2`], `4`, `6`) transforms input tiles straight into
+//!   packed panels, runs one GEMM per transform position through the same micro-kernel, and
+//!   applies the epilogue in the output transform.
+//!
+//! Work is split into independent tasks (image x group x block of output columns) that write
+//! disjoint parts of the output, so a caller can spread them over threads with
+//! [`PackedConv::run_tasks`]; each task needs [`PackedConv::scratch_len`] floats of scratch and
+//! nothing is allocated while running.
+//!
+//! # Choosing the algorithm
+//! See [`PackedConv::choose`] for the rule used when no algorithm is forced, and the
+//! measurements behind it.
+#![cfg(feature = "alloc")]
+
+mod gemm;
+mod winograd;
+
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::ops::Range;
+
+use crate::arch::{self, Isa, Kernels};
+use crate::epilogue::Epilogue;
+use crate::shape::{Conv2dGeometry, Shape};
+
+/// How a [`PackedConv`] computes the convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvAlgo {
+    /// Pointwise (`1x1`, stride 1, no padding) convolution read straight from the NCHW input:
+    /// the micro-kernel streams the input rows in place instead of a packed copy (only a
+    /// partial last column panel is packed). Not a direct `kxk` convolution: larger kernels
+    /// use [`ConvAlgo::Gemm`].
+    Direct,
+    /// GEMM over an implicit im2col, packed per task into the micro-kernel's panel layout.
+    /// Applies to every geometry.
+    Gemm,
+    /// Winograd `F(2x2, 3x3)`; `3x3`, stride 1, padding 1.
+    Winograd2,
+    /// Winograd `F(4x4, 3x3)`; `3x3`, stride 1, padding 1.
+    Winograd4,
+    /// Winograd `F(6x6, 3x3)`; `3x3`, stride 1, padding 1.
+    Winograd6,
+}
+
+impl ConvAlgo {
+    pub const ALL: [ConvAlgo; 5] = [
+        ConvAlgo::Direct,
+        ConvAlgo::Gemm,
+        ConvAlgo::Winograd2,
+        ConvAlgo::Winograd4,
+        ConvAlgo::Winograd6,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::Gemm => "gemm",
+            ConvAlgo::Winograd2 => "winograd2",
+            ConvAlgo::Winograd4 => "winograd4",
+            ConvAlgo::Winograd6 => "winograd6",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<ConvAlgo> {
+        ConvAlgo::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// Output tile size `m` of a Winograd algorithm.
+    fn winograd_m(self) -> Option<usize> {
+        match self {
+            ConvAlgo::Winograd2 => Some(2),
+            ConvAlgo::Winograd4 => Some(4),
+            ConvAlgo::Winograd6 => Some(6),
+            ConvAlgo::Direct | ConvAlgo::Gemm => None,
+        }
+    }
+}
+
+impl core::fmt::Display for ConvAlgo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The output buffer of [`PackedConv::run_tasks`], shareable between threads.
+///
+/// It is a raw pointer and length borrowed from a `&mut [f32]` for `'a`; the tasks of a
+/// convolution write disjoint elements, which is what makes concurrent use sound (see
+/// [`PackedConv::run_tasks`]).
+#[derive(Clone, Copy, Debug)]
+pub struct OutPtr<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `OutPtr` is only written through `PackedConv::run_tasks`, whose contract requires
+// concurrent callers to run disjoint task ranges; tasks touch disjoint output elements.
+unsafe impl Send for OutPtr<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for OutPtr<'_> {}
+
+impl<'a> OutPtr<'a> {
+    pub fn new(out: &'a mut [f32]) -> OutPtr<'a> {
+        OutPtr { ptr: out.as_mut_ptr(), len: out.len(), _borrow: PhantomData }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A convolution with weights prepacked for one ISA and algorithm.
+#[derive(Clone, Debug)]
+pub struct PackedConv {
+    geom: Conv2dGeometry,
+    algo: ConvAlgo,
+    kernels: Kernels,
+    /// Output channels per group, rounded up to the micro-kernel's `MR`.
+    m_pad: usize,
+    /// GEMM depth: `in/groups * kh * kw`, or `in/groups` for Winograd.
+    depth: usize,
+    /// Packed `A`. GEMM: `[group][panel][k][MR]`; Winograd: `[group][ξ][panel][k][MR]`.
+    a: Vec<f32>,
+    /// Bias per group, zero-padded to `m_pad`.
+    bias: Vec<f32>,
+}
+
+/// How the output columns of one image and group are split into tasks.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    out: Shape,
+    /// GEMM columns of one image: output pixels, or Winograd tiles.
+    cols: usize,
+    /// Columns per task (a multiple of `NR` unless a single block covers everything).
+    nc: usize,
+    /// Column blocks per image and group.
+    blocks: usize,
+    /// Depth per `B` chunk (GEMM and Direct).
+    kc: usize,
+}
+
+/// Tasks to aim for when an image is small, so a few threads have work.
+const MIN_TASKS: usize = 8;
+
+/// Depth of one packed `B` chunk: `KC x NR` floats of `B` and `KC x MR` of `A` per micro-kernel
+/// call stay within L1 (48 KiB on the machine the constants were tuned on).
+const KC: usize = 256;
+
+/// Floats of one task's packed `B` (GEMM) or transform buffers (Winograd): about 1 MiB, half
+/// of an L2.
+const B_BUDGET: usize = 256 * 1024;
+
+impl PackedConv {
+    /// Packs `weight` (`[out, in/groups, kh, kw]`) and `bias` (`[out]`) for `isa` and `algo`,
+    /// or the algorithm [`PackedConv::choose`] picks when `algo` is `None`.
+    ///
+    /// # Panics
+    /// If the geometry is invalid, the buffers do not match it, `isa` is not available, or the
+    /// algorithm does not apply (see [`PackedConv::supports`]); [`PackedConv::try_new`] returns
+    /// `None` instead.
+    pub fn new(
+        isa: Isa,
+        algo: Option<ConvAlgo>,
+        geom: &Conv2dGeometry,
+        weight: &[f32],
+        bias: &[f32],
+    ) -> PackedConv {
+        match PackedConv::try_new(isa, algo, geom, weight, bias) {
+            Some(p) => p,
+            None => panic!(
+                "PackedConv::new: cannot run {:?} with {isa} and {algo:?} \
+                 (weight {} floats, bias {})",
+                geom,
+                weight.len(),
+                bias.len()
+            ),
+        }
+    }
+
+    /// [`PackedConv::new`], returning `None` where it would panic.
+    pub fn try_new(
+        isa: Isa,
+        algo: Option<ConvAlgo>,
+        geom: &Conv2dGeometry,
+        weight: &[f32],
+        bias: &[f32],
+    ) -> Option<PackedConv> {
+        if !geom.is_valid()
+            || weight.len() != geom.weight_len()
+            || bias.len() != geom.out_channels
+            || !isa.is_available()
+        {
+            return None;
+        }
+        let kernels = arch::kernels(isa)?;
+        let algo = algo.unwrap_or_else(|| PackedConv::choose(isa, geom));
+        if !PackedConv::supports(algo, geom) {
+            return None;
+        }
+        let mr = kernels.gemm.mr;
+        let m_pad = geom.out_per_group().div_ceil(mr) * mr;
+        let mut bias_packed = Vec::with_capacity(geom.groups * m_pad);
+        for g in 0..geom.groups {
+            let b = &bias[g * geom.out_per_group()..][..geom.out_per_group()];
+            bias_packed.extend_from_slice(b);
+            bias_packed.resize((g + 1) * m_pad, 0.0);
+        }
+        let (depth, a) = match algo.winograd_m() {
+            None => {
+                let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
+                (depth, gemm::pack_weights(geom, weight, mr, m_pad))
+            }
+            Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, mr, m_pad)),
+        };
+        Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed })
+    }
+
+    /// The algorithm used when none is forced.
+    ///
+    /// The rule, from the benchmarks of `benches/conv.rs` (single thread, batch 1, ResNet-18/50
+    /// layer shapes at 224x224; see the crate's bench notes for the numbers):
+    /// - `1x1`, stride 1, no padding: [`ConvAlgo::Direct`];
+    /// - `3x3`, stride 1, padding 1: Winograd [`ConvAlgo::Winograd4`];
+    /// - everything else: [`ConvAlgo::Gemm`].
+    pub fn choose(isa: Isa, geom: &Conv2dGeometry) -> ConvAlgo {
+        let _ = isa;
+        if PackedConv::supports(ConvAlgo::Direct, geom) {
+            ConvAlgo::Direct
+        } else if PackedConv::supports(ConvAlgo::Winograd4, geom) {
+            ConvAlgo::Winograd4
+        } else {
+            ConvAlgo::Gemm
+        }
+    }
+
+    /// Whether `algo` can compute convolutions of this geometry.
+    pub fn supports(algo: ConvAlgo, geom: &Conv2dGeometry) -> bool {
+        let pointwise = geom.kernel_h == 1
+            && geom.kernel_w == 1
+            && geom.stride_h == 1
+            && geom.stride_w == 1
+            && geom.pad_h == 0
+            && geom.pad_w == 0;
+        let winograd = geom.kernel_h == 3
+            && geom.kernel_w == 3
+            && geom.stride_h == 1
+            && geom.stride_w == 1
+            && geom.pad_h == 1
+            && geom.pad_w == 1;
+        geom.is_valid()
+            && match algo {
+                ConvAlgo::Direct => pointwise,
+                ConvAlgo::Gemm => true,
+                ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => winograd,
+            }
+    }
+
+    pub fn algo(&self) -> ConvAlgo {
+        self.algo
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.kernels.isa
+    }
+
+    pub fn geometry(&self) -> &Conv2dGeometry {
+        &self.geom
+    }
+
+    /// Name of the micro-kernel in use, e.g. `avx512_gemm_f32_8x32`.
+    pub fn kernel_name(&self) -> &'static str {
+        self.kernels.gemm.name
+    }
+
+    fn layout(&self, in_shape: Shape) -> Layout {
+        let out = self.geom.output_shape(in_shape).expect("PackedConv: input does not fit");
+        let nr = self.kernels.gemm.nr;
+        let units = out.n * self.geom.groups;
+        let (cols, max_nc) = match self.algo.winograd_m() {
+            None => (out.h * out.w, (B_BUDGET / self.depth.min(KC)).max(nr)),
+            Some(m) => {
+                let alpha2 = (m + 2) * (m + 2);
+                let per_col = alpha2 * (self.geom.in_per_group() + self.m_pad);
+                (out.h.div_ceil(m) * out.w.div_ceil(m), (B_BUDGET / per_col).max(nr))
+            }
+        };
+        // At least enough blocks to respect the budget, more (down to one panel each) when the
+        // image is too small to give every thread a task.
+        let by_size = cols.div_ceil(max_nc);
+        let by_tasks = MIN_TASKS.div_ceil(units).min(cols.div_ceil(nr));
+        let want = by_size.max(by_tasks).max(1);
+        let nc = cols.div_ceil(want).div_ceil(nr) * nr;
+        let blocks = cols.div_ceil(nc).max(1);
+        let kc = self.depth.div_ceil(self.depth.div_ceil(KC));
+        Layout { out, cols, nc, blocks, kc }
+    }
+
+    /// `f32` scratch elements one call of [`PackedConv::run_tasks`] needs for this input shape.
+    pub fn scratch_len(&self, in_shape: Shape) -> usize {
+        let l = self.layout(in_shape);
+        let nr = self.kernels.gemm.nr;
+        match self.algo {
+            ConvAlgo::Direct => l.kc * nr,
+            ConvAlgo::Gemm => l.kc * l.nc.div_ceil(nr) * nr,
+            ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => {
+                let m = self.algo.winograd_m().expect("winograd");
+                winograd::scratch_len(&self.geom, m, l.nc, nr, self.m_pad)
+            }
+        }
+    }
+
+    /// Independent units of work for this input shape: image x group x column block, in
+    /// that order (so consecutive tasks write nearby output).
+    pub fn task_count(&self, in_shape: Shape) -> usize {
+        let l = self.layout(in_shape);
+        l.out.n * self.geom.groups * l.blocks
+    }
+
+    /// Runs tasks `tasks` of the convolution of `input` (shape `in_shape`) into `output`.
+    ///
+    /// # Safety
+    /// Calls running at the same time on the same `output` must use disjoint task ranges
+    /// (each task reads and writes only its own output elements), and nothing else may access
+    /// `output` meanwhile.
+    ///
+    /// # Panics
+    /// If the shapes do not match the geometry, `tasks` exceeds [`PackedConv::task_count`] or
+    /// `scratch` is shorter than [`PackedConv::scratch_len`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run_tasks(
+        &self,
+        tasks: Range<usize>,
+        input: &[f32],
+        in_shape: Shape,
+        output: OutPtr<'_>,
+        epilogue: Epilogue,
+        scratch: &mut [f32],
+    ) {
+        let l = self.layout(in_shape);
+        assert_eq!(input.len(), in_shape.len(), "PackedConv: input length");
+        assert_eq!(output.len, l.out.len(), "PackedConv: output length");
+        assert!(tasks.end <= l.out.n * self.geom.groups * l.blocks, "PackedConv: task range");
+        let scratch = &mut scratch[..self.scratch_len(in_shape)];
+        for task in tasks {
+            let block = task % l.blocks;
+            let g = (task / l.blocks) % self.geom.groups;
+            let n = task / (l.blocks * self.geom.groups);
+            let job = Job { n, g, col0: block * l.nc, ncols: l.nc.min(l.cols - block * l.nc) };
+            // SAFETY: the job's output elements belong to this task only (caller's contract).
+            unsafe {
+                match self.algo.winograd_m() {
+                    None => gemm::run(self, &l, job, input, in_shape, output, epilogue, scratch),
+                    Some(m) => {
+                        winograd::run(self, &l, m, job, input, in_shape, output, epilogue, scratch)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every task serially. `scratch` holds at least [`PackedConv::scratch_len`] floats.
+    pub fn run(
+        &self,
+        input: &[f32],
+        in_shape: Shape,
+        output: &mut [f32],
+        epilogue: Epilogue,
+        scratch: &mut [f32],
+    ) {
+        let tasks = self.task_count(in_shape);
+        // SAFETY: one caller, holding `output` exclusively.
+        unsafe { self.run_tasks(0..tasks, input, in_shape, OutPtr::new(output), epilogue, scratch) }
+    }
+}
+
+/// One task: image `n`, group `g`, output columns `col0 .. col0 + ncols`.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    n: usize,
+    g: usize,
+    col0: usize,
+    ncols: usize,
+}

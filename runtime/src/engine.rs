@@ -1,0 +1,187 @@
+//! The CPU backend: prepacked convolutions for the chosen instruction set and algorithm, run on
+//! a rayon pool; everything else uses the core's reference ops.
+
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use shortcut_core::arch::Isa;
+use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
+use shortcut_core::forward::Backend;
+use shortcut_core::plan::{walk, Op};
+use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, NetworkSpec, Shape};
+
+/// How a model runs. Unset fields come from `SHORTCUT_ISA` / `SHORTCUT_CONV` /
+/// `SHORTCUT_THREADS` when set, else from the machine (best ISA, per-layer algorithm choice,
+/// one thread per physical core).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    pub isa: Option<Isa>,
+    /// Forces one convolution algorithm where it applies (others fall back to the automatic choice).
+    pub conv: Option<ConvAlgo>,
+    pub threads: Option<usize>,
+}
+
+/// A run option that cannot be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("unknown instruction set `{0}` (scalar, avx2, avx512, neon)")]
+    UnknownIsa(String),
+    #[error("instruction set `{0}` is not available on this CPU")]
+    UnavailableIsa(Isa),
+    #[error(
+        "unknown convolution algorithm `{0}` (direct, gemm, winograd2, winograd4, winograd6, auto)"
+    )]
+    UnknownConv(String),
+    #[error("bad thread count `{0}`")]
+    Threads(String),
+}
+
+/// The choices in force after defaults and the environment are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub isa: Isa,
+    pub conv: Option<ConvAlgo>,
+    pub threads: usize,
+}
+
+impl RunOptions {
+    /// Parses an ISA name for `--isa` / `SHORTCUT_ISA`.
+    pub fn parse_isa(s: &str) -> Result<Isa, OptionsError> {
+        Isa::from_name(s).ok_or_else(|| OptionsError::UnknownIsa(s.to_string()))
+    }
+
+    /// Parses `--conv` / `SHORTCUT_CONV`; `auto` means no forcing.
+    pub fn parse_conv(s: &str) -> Result<Option<ConvAlgo>, OptionsError> {
+        if s == "auto" {
+            return Ok(None);
+        }
+        ConvAlgo::from_name(s).map(Some).ok_or_else(|| OptionsError::UnknownConv(s.to_string()))
+    }
+
+    /// Fills unset fields from the environment and the machine, and checks the ISA is usable.
+    pub fn resolve(&self) -> Result<Resolved, OptionsError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let isa = match (self.isa, env("SHORTCUT_ISA")) {
+            (Some(i), _) => i,
+            (None, Some(s)) => Self::parse_isa(&s)?,
+            (None, None) => Isa::best_available(),
+        };
+        if !isa.is_available() {
+            return Err(OptionsError::UnavailableIsa(isa));
+        }
+        let conv = match (self.conv, env("SHORTCUT_CONV")) {
+            (Some(c), _) => Some(c),
+            (None, Some(s)) => Self::parse_conv(&s)?,
+            (None, None) => None,
+        };
+        let threads = match (self.threads, env("SHORTCUT_THREADS")) {
+            (Some(t), _) => t,
+            (None, Some(s)) => s.parse().map_err(|_| OptionsError::Threads(s))?,
+            (None, None) => num_cpus::get_physical(),
+        };
+        if threads == 0 {
+            return Err(OptionsError::Threads("0".into()));
+        }
+        Ok(Resolved { isa, conv, threads })
+    }
+}
+
+/// Below this many multiply-accumulates per thread a conv runs on fewer threads: handing work
+/// to another core costs a few microseconds, about what 1M MACs take.
+const GRAIN_MACS: u64 = 1 << 20;
+
+/// Prepacked convolutions and the threads that run them.
+pub struct Engine {
+    resolved: Resolved,
+    convs: Vec<PackedConv>,
+    pool: Option<rayon::ThreadPool>,
+    /// One scratch buffer per concurrent task range, grown on first use for an input shape.
+    scratch: Vec<Mutex<Vec<f32>>>,
+}
+
+impl Engine {
+    /// Packs every conv of `spec`; `conv_weights(i)` gives conv `i`'s geometry and weights.
+    pub fn new<'w>(
+        resolved: Resolved,
+        spec: &NetworkSpec<'_>,
+        conv_weights: impl Fn(usize) -> (Conv2dGeometry, ConvWeights<'w>),
+    ) -> Engine {
+        let convs = (0..spec.conv_count())
+            .map(|i| {
+                let (geom, w) = conv_weights(i);
+                let algo = resolved.conv.filter(|&a| PackedConv::supports(a, &geom));
+                PackedConv::new(resolved.isa, algo, &geom, w.weight, w.bias)
+            })
+            .collect();
+        let pool = (resolved.threads > 1).then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(resolved.threads)
+                .thread_name(|i| format!("shortcut-{i}"))
+                .build()
+                .expect("spawn worker threads")
+        });
+        let scratch = (0..resolved.threads).map(|_| Mutex::new(Vec::new())).collect();
+        Engine { resolved, convs, pool, scratch }
+    }
+
+    pub fn resolved(&self) -> Resolved {
+        self.resolved
+    }
+
+    /// The algorithm chosen for conv `index`.
+    pub fn conv_algo(&self, index: usize) -> ConvAlgo {
+        self.convs[index].algo()
+    }
+
+    /// Grows the scratch buffers for `input` so that forward passes of this shape allocate nothing.
+    pub fn prepare(&self, spec: &NetworkSpec<'_>, input: Shape) {
+        let mut need = 0;
+        let _ = walk(spec, input, |s| {
+            if let Op::Conv { index, .. } = s.op {
+                need = need.max(self.convs[index].scratch_len(s.in_shape));
+            }
+        });
+        for s in &self.scratch {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            if s.len() < need {
+                s.resize(need, 0.0);
+            }
+        }
+    }
+}
+
+impl Backend for Engine {
+    fn conv2d(
+        &self,
+        index: usize,
+        geom: &Conv2dGeometry,
+        _weights: ConvWeights<'_>,
+        input: &[f32],
+        in_shape: Shape,
+        output: &mut [f32],
+        epilogue: Epilogue,
+    ) {
+        let conv = &self.convs[index];
+        let tasks = conv.task_count(in_shape);
+        let out_shape = geom.output_shape(in_shape).expect("planned");
+        let macs = geom.macs(out_shape.h, out_shape.w) * out_shape.n as u64;
+        let by_grain = (macs / GRAIN_MACS).max(1) as usize;
+        let parts = self.resolved.threads.min(tasks).min(by_grain).max(1);
+        let need = conv.scratch_len(in_shape);
+        let out = OutPtr::new(output);
+        let run = |part: usize| {
+            let range = part * tasks / parts..(part + 1) * tasks / parts;
+            let mut scratch = self.scratch[part].lock().unwrap_or_else(|e| e.into_inner());
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
+            }
+            // SAFETY: the parts cover disjoint task ranges of this one call, and `output` is
+            // borrowed exclusively by this call for its whole duration.
+            unsafe { conv.run_tasks(range, input, in_shape, out, epilogue, &mut scratch[..need]) };
+        };
+        match &self.pool {
+            Some(pool) if parts > 1 => pool.install(|| (0..parts).into_par_iter().for_each(run)),
+            _ => run(0),
+        }
+    }
+}
