@@ -16,7 +16,7 @@ use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, NetworkSpec, Shape};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     pub isa: Option<Isa>,
-    /// Forces one convolution algorithm where it applies (others fall back to the automatic choice).
+    /// Forces one convolution algorithm where it applies; other layers use direct/GEMM.
     pub conv: Option<ConvAlgo>,
     pub threads: Option<usize>,
 }
@@ -109,7 +109,14 @@ impl Engine {
         let convs = (0..spec.conv_count())
             .map(|i| {
                 let (geom, w) = conv_weights(i);
-                let algo = resolved.conv.filter(|&a| PackedConv::supports(a, &geom));
+                // A forced algorithm applies where it can; other layers use the exact
+                // (non-Winograd) path, so forcing `direct` or `gemm` gives exact convolutions.
+                let algo = resolved.conv.map(|a| {
+                    [a, ConvAlgo::Direct, ConvAlgo::Gemm]
+                        .into_iter()
+                        .find(|&c| PackedConv::supports(c, &geom))
+                        .expect("gemm supports every geometry")
+                });
                 PackedConv::new(resolved.isa, algo, &geom, w.weight, w.bias)
             })
             .collect();

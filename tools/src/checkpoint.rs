@@ -189,7 +189,7 @@ pub fn read_checkpoint_bytes(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>, C
         archive::read(bytes, &mut budget)?
     } else if st::looks_like_safetensors(bytes) {
         st::read(bytes, &mut budget)?
-    } else if bytes.first() == Some(&0x80) {
+    } else if bytes.first() == Some(&0x80) || legacy::starts_with_magic(bytes) {
         legacy::read(bytes, &mut budget)?
     } else if bytes.get(257..262) == Some(b"ustar") {
         return Err(CheckpointError::UnsupportedFormat(

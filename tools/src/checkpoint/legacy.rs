@@ -16,6 +16,13 @@ use crate::pickle::{self, Value};
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const PROTOCOL_VERSION: i64 = 1001;
 
+/// True if `bytes` begins with the magic-number pickle in any protocol (protocols
+/// 0 and 1 have no `PROTO` opcode to sniff).
+pub(crate) fn starts_with_magic(bytes: &[u8]) -> bool {
+    let head = bytes.get(..64).unwrap_or(bytes);
+    matches!(pickle::parse_prefix(head), Ok((Value::BigInt(b), _)) if b == MAGIC)
+}
+
 pub(crate) fn read(
     bytes: &[u8],
     budget: &mut Budget,
