@@ -10,6 +10,8 @@ use shortcut_core::forward::Backend;
 use shortcut_core::plan::{walk, Op};
 use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, NetworkSpec, Shape};
 
+use crate::team::Team;
+
 /// How a model runs. Unset fields come from `SHORTCUT_ISA` / `SHORTCUT_CONV` /
 /// `SHORTCUT_THREADS` when set, else from the machine (best ISA, per-layer algorithm choice,
 /// one thread per physical core).
@@ -94,7 +96,7 @@ const GRAIN_MACS: u64 = 1 << 20;
 pub struct Engine {
     resolved: Resolved,
     convs: Vec<PackedConv>,
-    pool: Option<rayon::ThreadPool>,
+    team: Option<Team>,
     /// One scratch buffer per concurrent task range, grown on first use for an input shape.
     scratch: Vec<Mutex<Vec<f32>>>,
 }
@@ -120,15 +122,18 @@ impl Engine {
                 PackedConv::new(resolved.isa, algo, &geom, w.weight, w.bias)
             })
             .collect();
-        let pool = (resolved.threads > 1).then(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(resolved.threads)
-                .thread_name(|i| format!("shortcut-{i}"))
-                .build()
-                .expect("spawn worker threads")
-        });
+        let team = (resolved.threads > 1).then(|| Team::new(resolved.threads));
         let scratch = (0..resolved.threads).map(|_| Mutex::new(Vec::new())).collect();
-        Engine { resolved, convs, pool, scratch }
+        Engine { resolved, convs, team, scratch }
+    }
+
+    /// Runs `f` (a forward pass) where its parallel layers stay inside the engine's pool, so
+    /// that steady-state passes allocate nothing.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.team {
+            Some(team) => team.run(f),
+            None => f(),
+        }
     }
 
     pub fn resolved(&self) -> Resolved {
@@ -186,8 +191,11 @@ impl Backend for Engine {
             // borrowed exclusively by this call for its whole duration.
             unsafe { conv.run_tasks(range, input, in_shape, out, epilogue, &mut scratch[..need]) };
         };
-        match &self.pool {
-            Some(pool) if parts > 1 => pool.install(|| (0..parts).into_par_iter().for_each(run)),
+        match &self.team {
+            Some(team) if parts > 1 && team.is_inside() => (0..parts).into_par_iter().for_each(run),
+            Some(team) if parts > 1 => {
+                team.pool().install(|| (0..parts).into_par_iter().for_each(run))
+            }
             _ => run(0),
         }
     }

@@ -467,16 +467,11 @@ impl Session<'_> {
     /// Runs one batch: `input` is NCHW of the session's shape, `output` receives `[n, classes]`.
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), RunError> {
         let spec = self.model.spec.view();
-        forward(
-            self.model.engine(),
-            &spec,
-            &self.weights.weights(),
-            input,
-            self.shape,
-            &mut self.arena,
-            output,
-        )
-        .map_err(RunError::Forward)?;
+        let engine = self.model.engine();
+        let (weights, shape, arena) = (self.weights.weights(), self.shape, &mut self.arena);
+        engine
+            .run(|| forward(engine, &spec, &weights, input, shape, arena, output))
+            .map_err(RunError::Forward)?;
         Ok(())
     }
 }

@@ -1191,10 +1191,16 @@ impl<'a> Parser<'a> {
     }
 
     fn pairs(&self, items: &[Id]) -> Result<Vec<(Id, Id)>, PickleError> {
-        if items.len() % 2 != 0 {
+        let chunks = items.chunks_exact(2);
+        if !chunks.remainder().is_empty() {
             return Err(self.malformed("odd number of items for a dict"));
         }
-        Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+        Ok(chunks
+            .filter_map(|c| match c {
+                [k, v] => Some((*k, *v)),
+                _ => None,
+            })
+            .collect())
     }
 
     fn extend_list(&mut self, items: Vec<Id>) -> Result<(), PickleError> {

@@ -86,12 +86,19 @@ fn every_fixture_matches_pytorch() {
             assert!(err <= *tol, "{name} [{config}]: relative L2 error {err:.3e} > {tol:e}");
             let classes = eshape[1];
             for (i, (a, b)) in y.data().chunks(classes).zip(expected.chunks(classes)).enumerate() {
-                assert_eq!(argmax(a), argmax(b), "{name} [{config}]: argmax differs for sample {i}");
+                assert_eq!(
+                    argmax(a),
+                    argmax(b),
+                    "{name} [{config}]: argmax differs for sample {i}"
+                );
             }
             worst = worst.max(err);
         }
         families.insert(case["family"].as_str().unwrap().to_string());
-        eprintln!("{name}: worst relative L2 error over {} configurations {worst:.2e}", configs.len());
+        eprintln!(
+            "{name}: worst relative L2 error over {} configurations {worst:.2e}",
+            configs.len()
+        );
     }
     assert!(families.len() >= 8, "families covered: {families:?}");
 }

@@ -207,8 +207,10 @@ fn pack_b(
                         let hi = (iw as isize - ix0).clamp(lo as isize, run as isize) as usize;
                         seg[..lo].fill(0.0);
                         seg[hi..].fill(0.0);
-                        let s0 = (ix0 + lo as isize) as usize;
-                        seg[lo..hi].copy_from_slice(&line[s0..s0 + hi - lo]);
+                        if lo < hi {
+                            let s0 = (ix0 + lo as isize) as usize;
+                            seg[lo..hi].copy_from_slice(&line[s0..s0 + hi - lo]);
+                        }
                     } else {
                         for (i, v) in seg.iter_mut().enumerate() {
                             let ix = ix0 + (i * sw) as isize;

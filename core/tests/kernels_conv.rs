@@ -1,0 +1,337 @@
+//! `conv::PackedConv` against `reference::conv2d`, for every available ISA and every algorithm
+//! that applies to a geometry.
+//!
+//! Tolerance, elementwise, with `mag = |bias| + sum_k |w_k x_k| (+ |y_prev|)`, the sum of
+//! magnitudes that the output is computed from:
+//! - GEMM and Direct: `|y - ref| <= 1e-5 * (1 + mag)` (f32 sums of up to ~2000 terms, in
+//!   another order than the reference, with or without FMA);
+//! - Winograd `F(2,3)`: `2e-5 * (1 + mag)`, `F(4,3)`: `1e-4 * (1 + mag)`,
+//!   `F(6,3)`: `1e-3 * (1 + mag)` (the transforms scale inputs by up to 21/4 (`B^T`) and
+//!   outputs by up to 32 (`A^T`) before cancelling; measured errors are printed by
+//!   `winograd_error_report` and stay well below these bounds).
+
+use proptest::prelude::*;
+use shortcut_core::arch::{self, winograd, Isa};
+use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
+use shortcut_core::reference;
+use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
+
+fn tolerance(algo: ConvAlgo) -> f32 {
+    match algo {
+        ConvAlgo::Direct | ConvAlgo::Gemm => 1e-5,
+        ConvAlgo::Winograd2 => 2e-5,
+        ConvAlgo::Winograd4 => 1e-4,
+        ConvAlgo::Winograd6 => 1e-3,
+    }
+}
+
+/// Deterministic values in `[-1, 1)`.
+fn fill(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    geom: Conv2dGeometry,
+    in_shape: Shape,
+    epilogue: Epilogue,
+    seed: u64,
+}
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    prev: Vec<f32>,
+    expected: Vec<f32>,
+    mag: Vec<f32>,
+}
+
+fn data(c: &Case) -> Data {
+    let out_len = c.geom.output_shape(c.in_shape).expect("case fits").len();
+    let x = fill(c.seed, c.in_shape.len());
+    let w = fill(c.seed + 1, c.geom.weight_len());
+    let b = fill(c.seed + 2, c.geom.out_channels);
+    let prev = fill(c.seed + 3, out_len);
+    let mut expected = prev.clone();
+    reference::conv2d(&c.geom, &x, c.in_shape, &w, &b, &mut expected, c.epilogue);
+    let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
+    let mut mag = abs(&prev);
+    let acc = Epilogue { accumulate: c.epilogue.accumulate, relu: false };
+    reference::conv2d(&c.geom, &abs(&x), c.in_shape, &abs(&w), &abs(&b), &mut mag, acc);
+    Data { x, w, b, prev, expected, mag }
+}
+
+/// Largest `|y - ref| / (1 + mag)` over the output.
+fn rel_error(got: &[f32], d: &Data) -> f32 {
+    got.iter()
+        .zip(&d.expected)
+        .zip(&d.mag)
+        .map(|((y, r), m)| if y.is_finite() { (y - r).abs() / (1.0 + m) } else { f32::INFINITY })
+        .fold(0.0, f32::max)
+}
+
+fn run_packed(p: &PackedConv, c: &Case, d: &Data) -> Vec<f32> {
+    let mut out = d.prev.clone();
+    let mut scratch = vec![f32::NAN; p.scratch_len(c.in_shape)];
+    p.run(&d.x, c.in_shape, &mut out, c.epilogue, &mut scratch);
+    out
+}
+
+/// Checks every available ISA and every applicable algorithm on one case.
+fn check(c: &Case) -> Result<(), TestCaseError> {
+    let d = data(c);
+    for isa in Isa::all_available() {
+        for algo in ConvAlgo::ALL {
+            if !PackedConv::supports(algo, &c.geom) {
+                prop_assert!(PackedConv::try_new(isa, Some(algo), &c.geom, &d.w, &d.b).is_none());
+                continue;
+            }
+            let p = PackedConv::new(isa, Some(algo), &c.geom, &d.w, &d.b);
+            prop_assert_eq!((p.isa(), p.algo()), (isa, algo));
+            let err = rel_error(&run_packed(&p, c, &d), &d);
+            prop_assert!(
+                err <= tolerance(algo),
+                "{} {}: relative error {err:e} on {c:?}",
+                isa,
+                algo
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Geometry families: 0 = anything, 1 = pointwise (Direct applies), 2 = 3x3/1 pad 1 (Winograd).
+fn case(family: u8) -> impl Strategy<Value = Case> {
+    (
+        (1usize..=3, prop_oneof![Just(1usize), Just(2), Just(4)], 1usize..=40, 1usize..=40),
+        (prop_oneof![Just(1usize), Just(3), Just(7)], 1usize..=2, 0usize..=3),
+        (1usize..=23, 1usize..=23, any::<bool>(), any::<bool>(), any::<u64>()),
+    )
+        .prop_map(move |((n, groups, cin, cout), (k, s, p), (h, w, accumulate, relu, seed))| {
+            let (k, s, p) = match family {
+                1 => (1, 1, 0),
+                2 => (3, 1, 1),
+                _ => (k, s, p.min(k / 2)),
+            };
+            let cin = cin.div_ceil(groups) * groups;
+            let cout = cout.div_ceil(groups) * groups;
+            // The padded input must hold one window.
+            let (h, w) = (h.max(k - 2 * p), w.max(k - 2 * p));
+            Case {
+                geom: Conv2dGeometry::square(cin.min(40), cout.min(40), k, s, p, groups),
+                in_shape: Shape::new(n, cin.min(40), h, w),
+                epilogue: Epilogue { accumulate, relu },
+                seed,
+            }
+        })
+        .prop_filter("channels divisible by groups", |c| c.geom.is_valid())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_geometry_matches_reference(c in case(0)) {
+        check(&c)?;
+    }
+
+    #[test]
+    fn pointwise_matches_reference(c in case(1)) {
+        check(&c)?;
+    }
+
+    #[test]
+    fn winograd_geometry_matches_reference(c in case(2)) {
+        check(&c)?;
+    }
+}
+
+/// Shapes on both sides of each kernel's `MR` (channels) and `NR` (output width), and of the
+/// Winograd tile sizes, with deep and shallow reductions.
+#[test]
+fn tile_edges() {
+    for isa in Isa::all_available() {
+        let k = arch::kernels(isa).expect("available ISA has kernels").gemm;
+        let mut seed = 1000;
+        for cout in [k.mr - 1, k.mr, k.mr + 1, 2 * k.mr + 1] {
+            for w in [k.nr - 1, k.nr, k.nr + 1, 2 * k.nr + 3] {
+                for (kernel, stride, pad, cin) in
+                    [(1, 1, 0, 3), (1, 1, 0, 300), (3, 1, 1, 5), (3, 1, 1, 40), (3, 2, 1, 7)]
+                {
+                    seed += 1;
+                    let geom = Conv2dGeometry::square(cin, cout.max(1), kernel, stride, pad, 1);
+                    let c = Case {
+                        geom,
+                        in_shape: Shape::new(1, cin, 7, w),
+                        epilogue: Epilogue { accumulate: seed % 2 == 0, relu: seed % 3 == 0 },
+                        seed,
+                    };
+                    check(&c).unwrap_or_else(|e| panic!("{isa}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// A depth larger than one packed chunk, and many column blocks.
+#[test]
+fn deep_and_wide() {
+    for (geom, in_shape) in [
+        (Conv2dGeometry::square(80, 24, 3, 1, 1, 1), Shape::new(1, 80, 17, 19)),
+        (Conv2dGeometry::square(600, 17, 1, 1, 0, 1), Shape::new(2, 600, 9, 11)),
+        (Conv2dGeometry::square(64, 33, 1, 2, 0, 1), Shape::new(1, 64, 29, 31)),
+        (Conv2dGeometry::square(3, 16, 7, 2, 3, 1), Shape::new(1, 3, 45, 41)),
+        (Conv2dGeometry::square(48, 48, 3, 1, 1, 4), Shape::new(1, 48, 40, 41)),
+    ] {
+        let c =
+            Case { geom, in_shape, epilogue: Epilogue { accumulate: true, relu: true }, seed: 7 };
+        check(&c).unwrap();
+    }
+}
+
+#[test]
+fn isa_names_and_forcing() {
+    for isa in Isa::ALL {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+    }
+    assert_eq!(Isa::from_name("sse"), None);
+    assert!(Isa::Scalar.is_available());
+    assert_eq!(Isa::all_available().next(), Some(Isa::best_available()));
+    #[cfg(target_arch = "aarch64")]
+    assert!(Isa::Neon.is_available());
+    #[cfg(target_arch = "x86_64")]
+    assert!(!Isa::Neon.is_available());
+
+    let geom = Conv2dGeometry::square(5, 7, 3, 1, 1, 1);
+    let (w, b) = (fill(1, geom.weight_len()), fill(2, 7));
+    for isa in Isa::ALL {
+        let forced = Isa::from_name(isa.name()).unwrap();
+        match PackedConv::try_new(forced, None, &geom, &w, &b) {
+            Some(p) => {
+                assert!(isa.is_available());
+                assert_eq!(p.isa(), isa);
+                assert!(p.kernel_name().starts_with(isa.name()));
+            }
+            None => assert!(!isa.is_available(), "{isa} is available but was refused"),
+        }
+    }
+    for algo in ConvAlgo::ALL {
+        assert_eq!(ConvAlgo::from_name(algo.name()), Some(algo));
+    }
+}
+
+#[test]
+fn unsupported_algorithms_are_refused() {
+    let (w, b) = (fill(1, 4 * 4 * 9), fill(2, 4));
+    let strided = Conv2dGeometry::square(4, 4, 3, 2, 1, 1);
+    assert!(PackedConv::try_new(Isa::Scalar, Some(ConvAlgo::Winograd4), &strided, &w, &b).is_none());
+    assert!(PackedConv::try_new(Isa::Scalar, Some(ConvAlgo::Direct), &strided, &w, &b).is_none());
+    assert!(!PackedConv::supports(ConvAlgo::Winograd2, &Conv2dGeometry::square(4, 4, 3, 1, 0, 1)));
+    assert!(PackedConv::supports(ConvAlgo::Direct, &Conv2dGeometry::square(4, 4, 1, 1, 0, 2)));
+    assert!(PackedConv::try_new(Isa::Scalar, None, &strided, &w[1..], &b).is_none());
+}
+
+#[test]
+#[should_panic(expected = "cannot run")]
+fn new_panics_on_unsupported_algorithm() {
+    let geom = Conv2dGeometry::square(4, 4, 3, 2, 1, 1);
+    PackedConv::new(Isa::Scalar, Some(ConvAlgo::Winograd6), &geom, &[0.0; 144], &[0.0; 4]);
+}
+
+/// Tasks run from several threads, in any split, give the serial result bit for bit.
+#[test]
+fn tasks_from_threads() {
+    let geom = Conv2dGeometry::square(16, 20, 3, 1, 1, 2);
+    let in_shape = Shape::new(2, 16, 21, 19);
+    let c = Case { geom, in_shape, epilogue: Epilogue { accumulate: true, relu: true }, seed: 3 };
+    let d = data(&c);
+    for algo in [ConvAlgo::Gemm, ConvAlgo::Winograd4] {
+        let p = PackedConv::new(Isa::best_available(), Some(algo), &geom, &d.w, &d.b);
+        let serial = run_packed(&p, &c, &d);
+        let tasks = p.task_count(in_shape);
+        assert!(tasks >= 4, "{tasks}");
+        let mut out = d.prev.clone();
+        let ptr = OutPtr::new(&mut out);
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                let (p, d) = (&p, &d);
+                s.spawn(move || {
+                    let mut scratch = vec![0.0; p.scratch_len(in_shape)];
+                    for task in (t..tasks).step_by(3) {
+                        // SAFETY: every task index is run by exactly one thread.
+                        unsafe {
+                            p.run_tasks(
+                                task..task + 1,
+                                &d.x,
+                                in_shape,
+                                ptr,
+                                c.epilogue,
+                                &mut scratch,
+                            )
+                        };
+                    }
+                });
+            }
+        });
+        assert_eq!(out, serial, "{algo}");
+    }
+}
+
+/// `A^T [(G g) ⊙ (B^T d)]` equals the correlation `y[i] = sum_k d[i + k] g[k]` for the 1-D
+/// matrices (the 2-D transforms are their tensor products).
+#[test]
+fn winograd_matrices_compute_correlation() {
+    fn check<const M: usize, const A: usize>(
+        bt: &[[f32; A]; A],
+        g: &[[f64; 3]; A],
+        at: &[[f32; A]; M],
+    ) {
+        let d: Vec<f64> = fill(11, A).into_iter().map(f64::from).collect();
+        let f: Vec<f64> = fill(12, 3).into_iter().map(f64::from).collect();
+        let u: Vec<f64> = (0..A).map(|i| (0..3).map(|k| g[i][k] * f[k]).sum()).collect();
+        let v: Vec<f64> = (0..A).map(|i| (0..A).map(|k| bt[i][k] as f64 * d[k]).sum()).collect();
+        for i in 0..M {
+            let y: f64 = (0..A).map(|k| at[i][k] as f64 * u[k] * v[k]).sum();
+            let expect: f64 = (0..3).map(|k| d[i + k] * f[k]).sum();
+            assert!((y - expect).abs() < 1e-9, "F({M},3) row {i}: {y} vs {expect}");
+        }
+    }
+    check::<2, 4>(&winograd::BT2, &winograd::G2, &winograd::AT2);
+    check::<4, 6>(&winograd::BT4, &winograd::G4, &winograd::AT4);
+    check::<6, 8>(&winograd::BT6, &winograd::G6, &winograd::AT6);
+}
+
+/// Prints the measured error of every algorithm on ResNet-like 3x3 layers (`--nocapture`).
+#[test]
+fn winograd_error_report() {
+    for (cin, hw) in [(64, 28), (256, 14)] {
+        let geom = Conv2dGeometry::square(cin, 64, 3, 1, 1, 1);
+        let c =
+            Case { geom, in_shape: Shape::new(1, cin, hw, hw), epilogue: Epilogue::NONE, seed: 5 };
+        let d = data(&c);
+        for algo in [ConvAlgo::Gemm, ConvAlgo::Winograd2, ConvAlgo::Winograd4, ConvAlgo::Winograd6]
+        {
+            let p = PackedConv::new(Isa::best_available(), Some(algo), &geom, &d.w, &d.b);
+            let got = run_packed(&p, &c, &d);
+            let max_abs =
+                got.iter().zip(&d.expected).map(|(y, r)| (y - r).abs()).fold(0.0, f32::max);
+            let max_ref = d.expected.iter().map(|r| r.abs()).fold(0.0, f32::max);
+            let rel = rel_error(&got, &d);
+            println!(
+                "{} {algo} cin={cin} {hw}x{hw}: max |err| {max_abs:.2e} (max |ref| {max_ref:.1}), \
+                 max |err|/(1+mag) {rel:.2e}",
+                p.isa()
+            );
+            assert!(rel <= tolerance(algo));
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Thread-count invariance: work is split by output columns, and every output element is
+//! computed by one task with the same summation order whatever the split, so results are
+//! bit-identical for any thread count.
+
+use shortcut_core::arch::Isa;
+use shortcut_core::conv::ConvAlgo;
+use shortcut_core::Shape;
+use shortcut_runtime::{zoo, Model, RunOptions};
+
+fn logits(threads: usize, isa: Isa, conv: Option<ConvAlgo>, shape: Shape) -> Vec<f32> {
+    let spec = zoo::torchvision("resnext50_32x4d").unwrap();
+    let options = RunOptions { isa: Some(isa), conv, threads: Some(threads) };
+    let model = Model::random("resnext50_32x4d", spec, 7, &options).unwrap();
+    let mut session = model.session(shape).unwrap();
+    let x: Vec<f32> = (0..shape.len()).map(|i| ((i * 31) % 97) as f32 / 48.0 - 1.0).collect();
+    let mut y = vec![0.0; session.output_len()];
+    session.run(&x, &mut y).unwrap();
+    y
+}
+
+#[test]
+fn outputs_are_bit_identical_for_1_2_and_3_threads() {
+    let shape = Shape::new(2, 3, 45, 38);
+    for isa in Isa::all_available() {
+        for conv in [None, Some(ConvAlgo::Gemm)] {
+            let one = logits(1, isa, conv, shape);
+            assert!(one.iter().all(|v| v.is_finite()));
+            for threads in [2, 3] {
+                let many = logits(threads, isa, conv, shape);
+                assert!(
+                    one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa} {conv:?}: {threads} threads differ from 1"
+                );
+            }
+        }
+    }
+}
