@@ -1,6 +1,7 @@
 //! The shortcut model file: safetensors whose `__metadata__` carries the architecture.
 //!
-//! `__metadata__` holds `"format": "shortcut/1"`, `"arch"` (a display name) and `"network"`,
+//! `__metadata__` holds `"format": "shortcut/1"`, `"arch"` (a display name), optionally
+//! `"preprocess"` (JSON of [`Preprocess`]: how images are prepared for this model), and `"network"`,
 //! the JSON of [`ModelSpec`]. Tensors are f32, named as [`shortcut_core::spec::ParamInfo`]
 //! prints them (`stem.conv.weight`, `blocks.3.conv1.bias`, `head.fc.weight`, ...), with BN
 //! already folded into the convs.
@@ -37,6 +38,46 @@ impl ModelSpec {
     }
 }
 
+/// How an image becomes the model's input: torchvision's standard evaluation transform
+/// (resize the shorter side with antialiased bilinear filtering, center crop, scale to [0, 1],
+/// normalise per channel).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    /// Target of the shorter side before cropping.
+    pub resize: usize,
+    /// Side of the square center crop.
+    pub crop: usize,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Preprocess {
+    /// torchvision's ImageNet evaluation transform: resize 256, crop 224, ImageNet mean/std.
+    pub fn imagenet() -> Preprocess {
+        Preprocess {
+            resize: 256,
+            crop: 224,
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
+    }
+
+    /// Checks sizes and that mean/std have one entry per channel with non-zero std.
+    pub fn validate(&self, channels: usize) -> Result<(), String> {
+        if self.crop == 0 || self.resize == 0 || self.crop > self.resize {
+            return Err(format!("resize {} / crop {} is not a valid pair", self.resize, self.crop));
+        }
+        if self.mean.len() != channels || self.std.len() != channels {
+            return Err(format!("mean and std need {channels} entries (one per input channel)"));
+        }
+        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
+            return Err("std must be finite and non-zero, mean finite".into());
+        }
+        Ok(())
+    }
+}
+
 /// Why a model file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
@@ -61,6 +102,7 @@ pub fn save_model(
     path: &Path,
     arch: &str,
     spec: &ModelSpec,
+    preprocess: Option<&Preprocess>,
     tensors: &[NamedTensor<'_>],
 ) -> Result<(), SaveError> {
     let shown = path.display().to_string();
@@ -83,11 +125,16 @@ pub fn save_model(
         .collect::<Result<_, _>>()?;
     let network = serde_json::to_string(spec)
         .map_err(|e| SaveError::Serialize { path: shown.clone(), reason: e.to_string() })?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT_VERSION.to_string()),
         ("arch".to_string(), arch.to_string()),
         ("network".to_string(), network),
     ]);
+    if let Some(p) = preprocess {
+        let json = serde_json::to_string(p)
+            .map_err(|e| SaveError::Serialize { path: shown.clone(), reason: e.to_string() })?;
+        metadata.insert("preprocess".to_string(), json);
+    }
     let data = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| SaveError::Serialize { path: shown.clone(), reason: e.to_string() })?;
     write_atomically(path, &data).map_err(|error| SaveError::Io { path: shown, error })

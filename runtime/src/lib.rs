@@ -17,7 +17,7 @@ pub mod tensor;
 pub mod zoo;
 
 pub use engine::{OptionsError, Resolved, RunOptions};
-pub use format::{save_model, ModelSpec, NamedTensor, SaveError, FORMAT_VERSION};
+pub use format::{save_model, ModelSpec, NamedTensor, Preprocess, SaveError, FORMAT_VERSION};
 pub use model::{LoadError, Model, RunError, Session};
 pub use shortcut_core as core_ops;
 pub use tensor::{ShapeError, Tensor};

@@ -10,7 +10,7 @@ use shortcut_core::weights::{AffineWeights, ConvWeights, LinearWeights};
 use shortcut_core::{plan, BlockWeights, NetworkWeights, Shape, SpecError};
 
 use crate::engine::{Engine, RunOptions};
-use crate::format::{ModelSpec, FORMAT_VERSION};
+use crate::format::{ModelSpec, Preprocess, FORMAT_VERSION};
 use crate::tensor::Tensor;
 
 /// Why a model file was rejected. Every message starts with the file's path.
@@ -59,6 +59,7 @@ pub struct Model {
     store: Store,
     /// Parameter name -> range in `store` (bytes for `Mapped`/`Bytes`, elements for `Floats`).
     params: HashMap<String, Range<usize>>,
+    preprocess: Option<Preprocess>,
     engine: Option<Engine>,
 }
 
@@ -162,6 +163,19 @@ impl Model {
             .validate()
             .map_err(|e| LoadError::Spec { path: path.clone(), reason: e.to_string() })?;
         let arch = meta.get("arch").cloned().unwrap_or_else(|| "resnet".into());
+        let preprocess = match meta.get("preprocess") {
+            None => None,
+            Some(json) => {
+                let p: Preprocess = serde_json::from_str(json).map_err(|e| {
+                    LoadError::Metadata { path: path.clone(), reason: format!("`preprocess`: {e}") }
+                })?;
+                p.validate(spec.in_channels).map_err(|reason| LoadError::Metadata {
+                    path: path.clone(),
+                    reason: format!("`preprocess`: {reason}"),
+                })?;
+                Some(p)
+            }
+        };
 
         let base = bytes.as_ptr() as usize;
         let mut params = HashMap::new();
@@ -219,7 +233,7 @@ impl Model {
             }
             (Store::Floats(floats), ranges)
         };
-        Ok(Model { path, arch, spec, store, params, engine: None })
+        Ok(Model { path, arch, spec, store, params, preprocess, engine: None })
     }
 
     /// A model from in-memory tensors (named as in the model file), validated like a file.
@@ -269,6 +283,7 @@ impl Model {
             spec,
             store: Store::Floats(floats),
             params,
+            preprocess: None,
             engine: None,
         };
         model.prepare(options)?;
@@ -309,6 +324,16 @@ impl Model {
     /// The architecture's display name (e.g. `resnet50`), as the converter recorded it.
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+
+    /// Replaces the image preprocessing (e.g. for built-in architectures).
+    pub fn set_preprocess(&mut self, preprocess: Option<Preprocess>) {
+        self.preprocess = preprocess;
+    }
+
+    /// The image preprocessing recorded in the model file, if any.
+    pub fn preprocess(&self) -> Option<&Preprocess> {
+        self.preprocess.as_ref()
     }
 
     pub fn spec(&self) -> &ModelSpec {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use shortcut_core::{BlockKind, BlockSpec, HeadPool, HeadSpec, Shortcut, StemSpec};
-use shortcut_runtime::ModelSpec;
+use shortcut_runtime::{ModelSpec, Preprocess};
 
 /// Source tensors by name: shape and f32 data.
 pub type StateDict = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
@@ -27,11 +27,14 @@ pub struct ConvertOptions {
     pub arch: Option<String>,
     /// BN epsilon (PyTorch's default is 1e-5; state dicts do not record it).
     pub bn_eps: f64,
+    /// Image preprocessing to record in the model file; `None` records torchvision's ImageNet
+    /// transform for ImageNet-layout nets and nothing for others.
+    pub preprocess: Option<Preprocess>,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        ConvertOptions { arch: None, bn_eps: 1e-5 }
+        ConvertOptions { arch: None, bn_eps: 1e-5, preprocess: None }
     }
 }
 
@@ -40,6 +43,7 @@ impl Default for ConvertOptions {
 pub struct Converted {
     pub arch: String,
     pub spec: ModelSpec,
+    pub preprocess: Option<Preprocess>,
     pub tensors: Tensors,
 }
 
@@ -57,6 +61,8 @@ pub enum ConvertError {
     UnknownArch(String),
     #[error("--arch {arch} expects {expected}, the checkpoint has {found}")]
     ArchMismatch { arch: String, expected: String, found: String },
+    #[error("preprocessing: {0}")]
+    Preprocess(String),
     #[error("keys not used by the inferred architecture ({arch}): {keys}")]
     Unused { arch: String, keys: String },
 }
@@ -484,7 +490,15 @@ pub fn convert(sd: &StateDict, opts: &ConvertOptions) -> Result<Converted, Conve
         return Err(ConvertError::Unused { arch, keys });
     }
     spec.view().validate().map_err(|e| layout_err(&e.to_string()))?;
-    Ok(Converted { arch, spec, tensors })
+    let preprocess = match &opts.preprocess {
+        Some(p) => Some(p.clone()),
+        None if family == Family::Torchvision && in_channels == 3 => Some(Preprocess::imagenet()),
+        None => None,
+    };
+    if let Some(p) = &preprocess {
+        p.validate(in_channels).map_err(|reason| ConvertError::Preprocess(reason))?;
+    }
+    Ok(Converted { arch, spec, preprocess, tensors })
 }
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
@@ -559,6 +573,6 @@ pub fn convert_checkpoint(
             data,
         })
         .collect();
-    shortcut_runtime::save_model(output, &c.arch, &c.spec, &named)?;
+    shortcut_runtime::save_model(output, &c.arch, &c.spec, c.preprocess.as_ref(), &named)?;
     Ok(c.arch)
 }

@@ -53,6 +53,38 @@ impl EngineArgs {
     }
 }
 
+/// Image preprocessing to record in the model (defaults: torchvision's ImageNet transform for
+/// ImageNet-layout nets, none for others; any flag given starts from the ImageNet values).
+#[derive(Args, Clone, Debug, Default)]
+struct PreprocessArgs {
+    /// Resize the shorter image side to this many pixels.
+    #[arg(long)]
+    resize: Option<usize>,
+    /// Center crop size.
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Per-channel mean, comma-separated (e.g. 0.485,0.456,0.406).
+    #[arg(long, value_delimiter = ',')]
+    mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    std: Option<Vec<f32>>,
+}
+
+impl PreprocessArgs {
+    fn preprocess(&self) -> Option<shortcut_runtime::Preprocess> {
+        if self.resize.is_none() && self.crop.is_none() && self.mean.is_none() && self.std.is_none() {
+            return None;
+        }
+        let mut p = shortcut_runtime::Preprocess::imagenet();
+        p.resize = self.resize.unwrap_or(p.resize);
+        p.crop = self.crop.unwrap_or(p.crop);
+        p.mean = self.mean.clone().unwrap_or(p.mean);
+        p.std = self.std.clone().unwrap_or(p.std);
+        Some(p)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Convert a PyTorch checkpoint (.pth/.pt, zip or legacy format, or .safetensors) to a shortcut model.
@@ -66,6 +98,8 @@ enum Command {
         /// BN epsilon used when folding (state dicts do not record it).
         #[arg(long, default_value_t = 1e-5)]
         bn_eps: f64,
+        #[command(flatten)]
+        preprocess: PreprocessArgs,
     },
     /// Print a model's architecture, per-layer shapes, parameters and MACs.
     Inspect {
@@ -118,8 +152,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Convert { input, output, arch, bn_eps } => {
-            cmd_convert(&input, &output, arch, bn_eps)
+        Command::Convert { input, output, arch, bn_eps, preprocess } => {
+            let opts = convert::ConvertOptions { arch, bn_eps, preprocess: preprocess.preprocess() };
+            cmd_convert(&input, &output, &opts)
         }
         Command::Inspect { model, size, engine } => cmd_inspect(&model, size.as_deref(), &engine),
         Command::Run { model, input, output, engine } => cmd_run(&model, &input, &output, &engine),
@@ -137,12 +172,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn convert_file(input: &Path, output: &Path, arch: Option<String>, bn_eps: f64) -> Result<String> {
-    Ok(convert::convert_checkpoint(input, output, &convert::ConvertOptions { arch, bn_eps })?)
-}
-
-fn cmd_convert(input: &Path, output: &Path, arch: Option<String>, bn_eps: f64) -> Result<()> {
-    let arch = convert_file(input, output, arch, bn_eps)?;
+fn cmd_convert(input: &Path, output: &Path, opts: &convert::ConvertOptions) -> Result<()> {
+    let arch = convert::convert_checkpoint(input, output, opts)?;
     let model = Model::load(output)?;
     say!(
         "{} -> {}: {arch}, {} blocks, {} parameters",
@@ -384,7 +415,7 @@ fn cmd_demo(dir: Option<PathBuf>, engine: &EngineArgs) -> Result<()> {
     let out_dir = std::env::temp_dir().join(format!("shortcut-demo-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("{}", out_dir.display()))?;
     let model_path = out_dir.join("resnet20_digits.safetensors");
-    let arch = convert_file(&ckpt, &model_path, None, 1e-5)?;
+    let arch = convert::convert_checkpoint(&ckpt, &model_path, &convert::ConvertOptions::default())?;
     let model = Model::load_with(&model_path, &engine.options()?)?;
     say!("converted {} ({arch}, {} parameters)", ckpt.display(), model.spec().view().param_count());
 
