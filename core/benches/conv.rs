@@ -1,1 +1,70 @@
-fn main() {}
+//! Single-thread convolution throughput on ResNet-18/50 layer shapes (batch 1, 224x224 input),
+//! for every available ISA and every algorithm that applies.
+//!
+//! Throughput is reported in elements where one element is one FLOP (a multiply-add counts
+//! two), so criterion's "Melem/s" reads as MFLOP/s.
+//!
+//! `cargo bench -p shortcut-core --bench conv -- --warm-up-time 1 --measurement-time 3`
+//! (append a filter such as `avx512/winograd` to run a subset).
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shortcut_core::arch::Isa;
+use shortcut_core::conv::{ConvAlgo, PackedConv};
+use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
+
+/// (name, geometry, input height = width).
+const LAYERS: [(&str, Conv2dGeometry, usize); 9] = [
+    ("stem_7x7s2_3-64_224", Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224),
+    ("1x1_256-64_56", Conv2dGeometry::square(256, 64, 1, 1, 0, 1), 56),
+    ("1x1_64-256_56", Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56),
+    ("3x3_64-64_56", Conv2dGeometry::square(64, 64, 3, 1, 1, 1), 56),
+    ("3x3_128-128_28", Conv2dGeometry::square(128, 128, 3, 1, 1, 1), 28),
+    ("3x3s2_128-128_28", Conv2dGeometry::square(128, 128, 3, 2, 1, 1), 28),
+    ("3x3_256-256_14", Conv2dGeometry::square(256, 256, 3, 1, 1, 1), 14),
+    ("1x1_1024-256_14", Conv2dGeometry::square(1024, 256, 1, 1, 0, 1), 14),
+    ("3x3_512-512_7", Conv2dGeometry::square(512, 512, 3, 1, 1, 1), 7),
+];
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn conv(c: &mut Criterion) {
+    for (name, geom, hw) in LAYERS {
+        let in_shape = Shape::new(1, geom.in_channels, hw, hw);
+        let out_shape = geom.output_shape(in_shape).expect("layer fits");
+        let flops = 2 * geom.macs(out_shape.h, out_shape.w);
+        let x = values(in_shape.len(), 1);
+        let w = values(geom.weight_len(), 2);
+        let b = values(geom.out_channels, 3);
+        let mut out = vec![0.0; out_shape.len()];
+        let mut group = c.benchmark_group(format!("conv/{name}"));
+        group.throughput(Throughput::Elements(flops));
+        for isa in Isa::all_available() {
+            for algo in ConvAlgo::ALL {
+                let Some(p) = PackedConv::try_new(isa, Some(algo), &geom, &w, &b) else {
+                    continue;
+                };
+                let mut scratch = vec![0.0; p.scratch_len(in_shape)];
+                let id = BenchmarkId::new(isa.name(), algo.name());
+                group.bench_function(id, |bench| {
+                    bench.iter(|| {
+                        p.run(black_box(&x), in_shape, &mut out, Epilogue::RELU, &mut scratch)
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, conv);
+criterion_main!(benches);

@@ -116,6 +116,30 @@ impl From<WeightsError> for ForwardError {
     }
 }
 
+/// Where each step's activations live in the arena.
+pub trait ArenaLayout {
+    /// Arena elements needed.
+    fn arena_len(&self) -> usize;
+    /// Offset of the buffer that step `step` (in schedule order) reads or writes through `slot`
+    /// (an arena slot or the features). Buffers a step reads and writes never overlap.
+    fn offset(&self, step: usize, slot: Slot) -> usize;
+}
+
+/// The fixed layout: every slot has its own region, sized by [`plan`]. Needs no allocation.
+impl ArenaLayout for Plan {
+    fn arena_len(&self) -> usize {
+        Plan::arena_len(self)
+    }
+
+    fn offset(&self, _step: usize, slot: Slot) -> usize {
+        match slot {
+            Slot::Arena(i) => self.slot_offset(i),
+            Slot::Features => self.slot_offset(SLOTS),
+            Slot::Input | Slot::Output => unreachable!("not in the arena"),
+        }
+    }
+}
+
 /// Runs `spec` on `input` (NCHW, shape `in_shape`) and writes logits `[n, classes]` to `output`.
 /// `arena` must hold at least [`Plan::arena_len`] elements; nothing is allocated.
 pub fn forward<B: Backend + ?Sized>(
@@ -128,6 +152,23 @@ pub fn forward<B: Backend + ?Sized>(
     output: &mut [f32],
 ) -> Result<Plan, ForwardError> {
     let p = plan(spec, in_shape)?;
+    forward_with_layout(backend, spec, weights, input, in_shape, &p, arena, output)?;
+    Ok(p)
+}
+
+/// [`forward`] with activations placed by `layout` (e.g. a lifetime-based plan).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with_layout<B: Backend + ?Sized, L: ArenaLayout + ?Sized>(
+    backend: &B,
+    spec: &NetworkSpec<'_>,
+    weights: &NetworkWeights<'_>,
+    input: &[f32],
+    in_shape: Shape,
+    layout: &L,
+    arena: &mut [f32],
+    output: &mut [f32],
+) -> Result<(), ForwardError> {
+    let p = plan(spec, in_shape)?;
     weights.check(spec)?;
     let check = |what, expected: usize, found: usize, exact: bool| {
         if found < expected || (exact && found != expected) {
@@ -138,20 +179,23 @@ pub fn forward<B: Backend + ?Sized>(
     };
     check("input", in_shape.len(), input.len(), true)?;
     check("output", p.output_len(), output.len(), true)?;
-    check("arena", p.arena_len(), arena.len(), false)?;
+    check("arena", layout.arena_len(), arena.len(), false)?;
 
-    let mut bufs = split_arena(&p, arena);
+    let mut t = 0;
     walk(spec, in_shape, |step| {
-        let (src, dst): (&[f32], &mut [f32]) = match (step.src, step.dst) {
-            (Slot::Input, d) => (input, buffer(&mut bufs, output, d)),
-            (s, Slot::Output) => (&*buffer(&mut bufs, &mut [], s), output),
-            (s, d) => {
-                let [a, b] = bufs.get_disjoint_mut([index(s), index(d)]).expect("distinct slots");
-                (&**a, &mut **b)
-            }
+        let region = |slot, len| {
+            let start = layout.offset(t, slot);
+            start..start + len
         };
-        let src = &src[..step.in_shape.len()];
-        let dst = &mut dst[..step.out_shape.len()];
+        let (in_len, out_len) = (step.in_shape.len(), step.out_shape.len());
+        let (src, dst): (&[f32], &mut [f32]) = match (step.src, step.dst) {
+            (Slot::Input, d) => (input, &mut arena[region(d, out_len)]),
+            (s, Slot::Output) => (&arena[region(s, in_len)], &mut *output),
+            (s, d) => disjoint(arena, region(s, in_len), region(d, out_len)),
+        };
+        t += 1;
+        let src = &src[..in_len];
+        let dst = &mut dst[..out_len];
         let param = |tensor| weights.get(step.layer, tensor).expect("checked");
         match step.op {
             Op::Conv { index, geom, epilogue } => {
@@ -176,37 +220,22 @@ pub fn forward<B: Backend + ?Sized>(
             }
         }
     })?;
-    Ok(p)
+    Ok(())
 }
 
-/// Splits the arena into the slots and the features buffer (index `SLOTS`).
-fn split_arena<'a>(p: &Plan, mut arena: &'a mut [f32]) -> [&'a mut [f32]; SLOTS + 1] {
-    let mut lens = [0; SLOTS + 1];
-    lens[..SLOTS].copy_from_slice(&p.slot_lens);
-    lens[SLOTS] = p.features_len;
-    lens.map(|len| {
-        let (head, tail) = core::mem::take(&mut arena).split_at_mut(len);
-        arena = tail;
-        head
-    })
-}
-
-fn index(s: Slot) -> usize {
-    match s {
-        Slot::Arena(i) => i,
-        Slot::Features => SLOTS,
-        Slot::Input | Slot::Output => unreachable!("not an arena slot"),
-    }
-}
-
-fn buffer<'b>(
-    bufs: &'b mut [&mut [f32]; SLOTS + 1],
-    output: &'b mut [f32],
-    s: Slot,
-) -> &'b mut [f32] {
-    match s {
-        Slot::Output => output,
-        s => &mut *bufs[index(s)],
+/// Borrows two non-overlapping ranges of the arena, one shared and one exclusive.
+fn disjoint(
+    arena: &mut [f32],
+    src: core::ops::Range<usize>,
+    dst: core::ops::Range<usize>,
+) -> (&[f32], &mut [f32]) {
+    assert!(src.end <= dst.start || dst.end <= src.start, "arena layout overlaps a step's buffers");
+    if src.start < dst.start {
+        let (low, high) = arena.split_at_mut(dst.start);
+        (&low[src], &mut high[..dst.len()])
+    } else {
+        let (low, high) = arena.split_at_mut(src.start);
+        (&high[..src.len()], &mut low[dst])
     }
 }
 

@@ -28,6 +28,8 @@ pub mod weights;
 
 pub use epilogue::Epilogue;
 pub use forward::{forward, Backend, ForwardError, ReferenceBackend};
+#[cfg(feature = "alloc")]
+pub use plan::LifetimePlan;
 pub use plan::{plan, Plan};
 pub use shape::{Conv2dGeometry, Shape};
 pub use spec::{

@@ -352,3 +352,134 @@ fn validate_input(spec: &NetworkSpec<'_>, input: Shape) -> Result<(), SpecError>
         .ok_or(SpecError::HeadWindow { h: shape.h, w: shape.w })?;
     Ok(())
 }
+
+/// An arena layout from activation lifetimes, as TFLite-Micro's greedy planner builds one:
+/// every buffer lives from the step that writes it to the last step that reads (or
+/// accumulates into) it, and buffers whose lifetimes overlap get disjoint addresses, the
+/// largest placed first at the lowest offset that fits.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug)]
+pub struct LifetimePlan {
+    /// Per step: the slot and offset of the buffers read and written (if in the arena).
+    offsets: alloc::vec::Vec<[Option<(Slot, usize)>; 2]>,
+    arena_len: usize,
+    peak_live: usize,
+    buffers: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl LifetimePlan {
+    pub fn new(spec: &NetworkSpec<'_>, input: Shape) -> Result<LifetimePlan, SpecError> {
+        use alloc::vec::Vec;
+        let slots = plan(spec, input)?;
+        struct Buffer {
+            len: usize,
+            first: usize,
+            last: usize,
+            offset: usize,
+        }
+        let mut buffers: Vec<Buffer> = Vec::new();
+        let mut current = [usize::MAX; SLOTS + 1];
+        let mut uses: Vec<[Option<(Slot, usize)>; 2]> = Vec::new();
+        let slot_index = |s: Slot| match s {
+            Slot::Arena(i) => Some(i),
+            Slot::Features => Some(SLOTS),
+            Slot::Input | Slot::Output => None,
+        };
+        walk(spec, input, |step| {
+            let t = uses.len();
+            let mut u = [None; 2];
+            if let Some(i) = slot_index(step.src) {
+                let b = current[i];
+                buffers[b].last = t;
+                u[0] = Some((step.src, b));
+            }
+            if let Some(i) = slot_index(step.dst) {
+                let len = step.out_shape.len();
+                let accumulate =
+                    matches!(step.op, Op::Conv { epilogue: Epilogue { accumulate: true, .. }, .. });
+                if accumulate {
+                    let b = &mut buffers[current[i]];
+                    b.last = t;
+                    b.len = b.len.max(len);
+                } else {
+                    current[i] = buffers.len();
+                    buffers.push(Buffer { len, first: t, last: t, offset: 0 });
+                }
+                u[1] = Some((step.dst, current[i]));
+            }
+            uses.push(u);
+        })?;
+
+        let mut order: Vec<usize> = (0..buffers.len()).collect();
+        order.sort_by(|&a, &b| buffers[b].len.cmp(&buffers[a].len).then(a.cmp(&b)));
+        let mut placed: Vec<usize> = Vec::new();
+        let mut arena_len = 0;
+        for &b in &order {
+            let (first, last, len) = (buffers[b].first, buffers[b].last, buffers[b].len);
+            let mut conflicts: Vec<(usize, usize)> = placed
+                .iter()
+                .filter(|&&p| buffers[p].first <= last && first <= buffers[p].last)
+                .map(|&p| (buffers[p].offset, buffers[p].offset + buffers[p].len))
+                .collect();
+            conflicts.sort_unstable();
+            let mut offset = 0;
+            for (start, end) in conflicts {
+                if offset + len <= start {
+                    break;
+                }
+                offset = offset.max(end);
+            }
+            buffers[b].offset = offset;
+            arena_len = arena_len.max(offset + len);
+            placed.push(b);
+        }
+        let peak_live = (0..uses.len())
+            .map(|t| buffers.iter().filter(|b| b.first <= t && t <= b.last).map(|b| b.len).sum())
+            .max()
+            .unwrap_or(0);
+        // Greedy placement is a heuristic; never do worse than one region per slot.
+        let use_slots = arena_len > slots.arena_len();
+        let offset = |slot: Slot, b: usize| match slot {
+            Slot::Arena(i) if use_slots => slots.slot_offset(i),
+            Slot::Features if use_slots => slots.slot_offset(SLOTS),
+            _ => buffers[b].offset,
+        };
+        let offsets =
+            uses.iter().map(|u| u.map(|side| side.map(|(s, b)| (s, offset(s, b))))).collect();
+        let arena_len = if use_slots { slots.arena_len() } else { arena_len };
+        Ok(LifetimePlan { offsets, arena_len, peak_live, buffers: buffers.len() })
+    }
+
+    /// Elements of the arena.
+    pub fn arena_len(&self) -> usize {
+        self.arena_len
+    }
+
+    /// The most elements alive at any one step: the lower bound for any layout.
+    pub fn peak_live(&self) -> usize {
+        self.peak_live
+    }
+
+    /// Number of distinct activation buffers.
+    pub fn buffer_count(&self) -> usize {
+        self.buffers
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl crate::forward::ArenaLayout for LifetimePlan {
+    fn arena_len(&self) -> usize {
+        self.arena_len
+    }
+
+    fn offset(&self, step: usize, slot: Slot) -> usize {
+        // A step's source and destination are distinct slots.
+        self.offsets[step]
+            .iter()
+            .flatten()
+            .find(|(s, _)| *s == slot)
+            .map(|&(_, offset)| offset)
+            .expect("the step uses this slot")
+    }
+}

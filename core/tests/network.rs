@@ -187,6 +187,14 @@ proptest! {
         let mut out = vec![0.0; p.output_len()];
         forward(&ReferenceBackend, &spec, &weights, &x, shape, &mut arena, &mut out).unwrap();
         let expected = composed(&spec, &params, &x, shape);
+        // The lifetime-based layout gives the same bits in a smaller (never larger) arena.
+        let lifetimes = LifetimePlan::new(&spec, shape).unwrap();
+        prop_assert!(lifetimes.arena_len() <= p.arena_len());
+        prop_assert!(lifetimes.arena_len() >= lifetimes.peak_live());
+        let mut arena2 = vec![f32::NAN; lifetimes.arena_len()];
+        let mut out2 = vec![0.0; p.output_len()];
+        shortcut_core::forward::forward_with_layout(&ReferenceBackend, &spec, &weights, &x, shape, &lifetimes, &mut arena2, &mut out2).unwrap();
+        prop_assert!(out.iter().zip(&out2).all(|(a, b)| a.to_bits() == b.to_bits()));
         // The schedule numbers convs exactly as `for_each_conv` does.
         let mut scheduled = Vec::new();
         shortcut_core::plan::walk(&spec, shape, |s| {

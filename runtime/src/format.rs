@@ -71,7 +71,9 @@ impl Preprocess {
         if self.mean.len() != channels || self.std.len() != channels {
             return Err(format!("mean and std need {channels} entries (one per input channel)"));
         }
-        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
+        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite())
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
             return Err("std must be finite and non-zero, mean finite".into());
         }
         Ok(())

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
-use shortcut_core::forward::{forward, Backend, ForwardError};
+use shortcut_core::forward::{forward, forward_with_layout, Backend, ForwardError};
 use shortcut_core::spec::ParamInfo;
 use shortcut_core::weights::{AffineWeights, ConvWeights, LinearWeights};
-use shortcut_core::{plan, BlockWeights, NetworkWeights, Shape, SpecError};
+use shortcut_core::{plan, BlockWeights, LifetimePlan, NetworkWeights, Shape, SpecError};
 
 use crate::engine::{Engine, RunOptions};
 use crate::format::{ModelSpec, Preprocess, FORMAT_VERSION};
@@ -422,15 +422,16 @@ impl Model {
         let dims = [input.n, input.c, input.h, input.w];
         let shape = self.check_input(&dims)?;
         let spec = self.spec.view();
-        let p = plan(&spec, shape)
+        let layout = LifetimePlan::new(&spec, shape)
             .map_err(|reason| RunError::Shape { shape: dims.to_vec(), reason })?;
         self.engine().prepare(&spec, shape);
         Ok(Session {
             model: self,
             shape,
             weights: self.gather(),
-            arena: vec![0.0; p.arena_len()],
-            plan: p,
+            arena: vec![0.0; layout.arena_len()],
+            output_len: shape.n * self.spec.head.num_classes,
+            layout,
         })
     }
 
@@ -472,7 +473,8 @@ pub struct Session<'m> {
     shape: Shape,
     weights: Gathered<'m>,
     arena: Vec<f32>,
-    plan: shortcut_core::Plan,
+    layout: LifetimePlan,
+    output_len: usize,
 }
 
 impl Session<'_> {
@@ -481,7 +483,7 @@ impl Session<'_> {
     }
 
     pub fn output_len(&self) -> usize {
-        self.plan.output_len()
+        self.output_len
     }
 
     /// Activation arena size in bytes.
@@ -495,7 +497,18 @@ impl Session<'_> {
         let engine = self.model.engine();
         let (weights, shape, arena) = (self.weights.weights(), self.shape, &mut self.arena);
         engine
-            .run(|| forward(engine, &spec, &weights, input, shape, arena, output))
+            .run(|| {
+                forward_with_layout(
+                    engine,
+                    &spec,
+                    &weights,
+                    input,
+                    shape,
+                    &self.layout,
+                    arena,
+                    output,
+                )
+            })
             .map_err(RunError::Forward)?;
         Ok(())
     }

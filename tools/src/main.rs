@@ -73,7 +73,8 @@ struct PreprocessArgs {
 
 impl PreprocessArgs {
     fn preprocess(&self) -> Option<shortcut_runtime::Preprocess> {
-        if self.resize.is_none() && self.crop.is_none() && self.mean.is_none() && self.std.is_none() {
+        if self.resize.is_none() && self.crop.is_none() && self.mean.is_none() && self.std.is_none()
+        {
             return None;
         }
         let mut p = shortcut_runtime::Preprocess::imagenet();
@@ -103,7 +104,8 @@ enum Command {
     },
     /// Print a model's architecture, per-layer shapes, parameters and MACs.
     Inspect {
-        model: PathBuf,
+        /// A model file, or a torchvision architecture name (random weights).
+        model: String,
         /// Input size HxW (default: 224x224 for ImageNet stems, 32x32 otherwise).
         #[arg(long)]
         size: Option<String>,
@@ -153,7 +155,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert { input, output, arch, bn_eps, preprocess } => {
-            let opts = convert::ConvertOptions { arch, bn_eps, preprocess: preprocess.preprocess() };
+            let opts =
+                convert::ConvertOptions { arch, bn_eps, preprocess: preprocess.preprocess() };
             cmd_convert(&input, &output, &opts)
         }
         Command::Inspect { model, size, engine } => cmd_inspect(&model, size.as_deref(), &engine),
@@ -207,8 +210,9 @@ fn fmt_shape(s: Shape) -> String {
     format!("{}x{}x{}", s.c, s.h, s.w)
 }
 
-fn cmd_inspect(path: &Path, size: Option<&str>, engine: &EngineArgs) -> Result<()> {
-    let model = Model::load_with(path, &engine.options()?)?;
+fn cmd_inspect(name: &str, size: Option<&str>, engine: &EngineArgs) -> Result<()> {
+    let model = open_model(name, &engine.options()?)?;
+    let path = Path::new(name);
     let (h, w) = match size {
         Some(s) => parse_size(s)?,
         None => default_size(&model),
@@ -272,14 +276,15 @@ fn cmd_inspect(path: &Path, size: Option<&str>, engine: &EngineArgs) -> Result<(
         say!("{r}");
     }
     say!("total MACs: {total} ({:.3} GMACs)", total as f64 / 1e9);
-    let p = shortcut_core::plan(&spec, input)?;
+    let lifetimes = shortcut_core::LifetimePlan::new(&spec, input)?;
+    let mib = |elems: usize| elems as f64 * 4.0 / 1048576.0;
     say!(
-        "activation arena: {:.2} MiB (batch 1, {}x{}; slots {:?} elements, features {})",
-        p.arena_len() as f64 * 4.0 / 1048576.0,
-        h,
-        w,
-        p.slot_lens,
-        p.features_len
+        "activation arena: {:.2} MiB for batch 1 at {h}x{w} ({} buffers placed by lifetime; \
+         peak live {:.2} MiB; one region per slot would need {:.2} MiB)",
+        mib(lifetimes.arena_len()),
+        lifetimes.buffer_count(),
+        mib(lifetimes.peak_live()),
+        mib(shortcut_core::plan(&spec, input)?.arena_len()),
     );
     say!(
         "weights: {:.2} MiB {}",
@@ -415,7 +420,8 @@ fn cmd_demo(dir: Option<PathBuf>, engine: &EngineArgs) -> Result<()> {
     let out_dir = std::env::temp_dir().join(format!("shortcut-demo-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("{}", out_dir.display()))?;
     let model_path = out_dir.join("resnet20_digits.safetensors");
-    let arch = convert::convert_checkpoint(&ckpt, &model_path, &convert::ConvertOptions::default())?;
+    let arch =
+        convert::convert_checkpoint(&ckpt, &model_path, &convert::ConvertOptions::default())?;
     let model = Model::load_with(&model_path, &engine.options()?)?;
     say!("converted {} ({arch}, {} parameters)", ckpt.display(), model.spec().view().param_count());
 

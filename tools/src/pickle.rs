@@ -184,8 +184,8 @@ impl Limits {
         Limits {
             max_depth: 200,
             max_memo: 1 << 22,
-            max_nodes: (1usize << 22).saturating_add(len.saturating_mul(2)),
-            max_bytes: (64usize << 20).saturating_add(len.saturating_mul(4)),
+            max_nodes: (1usize << 16).saturating_add(len.saturating_mul(16)),
+            max_bytes: (1usize << 20).saturating_add(len.saturating_mul(16)),
         }
     }
 }

@@ -81,10 +81,11 @@ pub(super) unsafe fn run(
         }
         let first = chunk == 0;
         let last = chunk + 1 == chunks;
-        for p in 0..pc.m_pad / mr {
-            let rows = mr.min(cout_g - p * mr);
-            for j in 0..panels {
-                let cols = nr.min(job.ncols - j * nr);
+        // One `B` panel (`kc x NR`) stays in L1 while every `A` panel streams past it.
+        for j in 0..panels {
+            let cols = nr.min(job.ncols - j * nr);
+            for p in 0..pc.m_pad / mr {
+                let rows = mr.min(cout_g - p * mr);
                 let (b, ldb) = if direct && cols == nr {
                     (img[k0 * plane + job.col0 + j * nr..].as_ptr(), plane)
                 } else if direct {
