@@ -224,10 +224,13 @@ fn cmd_inspect(name: &str, size: Option<&str>, engine: &EngineArgs) -> Result<()
     say!("input:      {} (batch 1)", fmt_shape(input));
     say!("blocks:     {}", spec.blocks.len());
     say!("parameters: {}", spec.param_count());
+    let resolved = model.engine().resolved();
+    say!("engine:     {}, {} thread(s)", resolved.isa, resolved.threads);
     say!(
-        "{:<22} {:<10} {:>14} {:>14} {:>10} {:>14}",
+        "{:<22} {:<14} {:<10} {:>14} {:>14} {:>10} {:>14}",
         "layer",
         "op",
+        "algorithm",
         "input",
         "output",
         "params",
