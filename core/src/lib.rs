@@ -20,6 +20,7 @@ pub mod arch;
 pub mod conv;
 pub mod epilogue;
 pub mod forward;
+pub mod ops;
 pub mod plan;
 pub mod reference;
 pub mod shape;

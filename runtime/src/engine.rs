@@ -7,7 +7,9 @@ use rayon::prelude::*;
 use shortcut_core::arch::Isa;
 use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
 use shortcut_core::forward::Backend;
+use shortcut_core::ops;
 use shortcut_core::plan::{walk, Op};
+use shortcut_core::shape::PoolGeometry;
 use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, NetworkSpec, Shape};
 
 use crate::team::Team;
@@ -163,6 +165,51 @@ impl Engine {
 }
 
 impl Backend for Engine {
+    fn max_pool2d(&self, geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &mut [f32]) {
+        let out_shape = geom.output_shape(in_shape).expect("planned");
+        let planes = in_shape.n * in_shape.c;
+        let parts = self.elementwise_parts(planes, in_shape.plane_len());
+        let out = OutPtr::new(output);
+        self.parallel(parts, |part| {
+            let (p0, p1) = (part * planes / parts, (part + 1) * planes / parts);
+            let shape = Shape::new(1, p1 - p0, in_shape.h, in_shape.w);
+            let src = &input[p0 * in_shape.plane_len()..p1 * in_shape.plane_len()];
+            // SAFETY: parts cover disjoint plane ranges, so the sub-slices do not overlap, and
+            // `output` is borrowed exclusively by this call.
+            let dst =
+                unsafe { out.slice_mut(p0 * out_shape.plane_len()..p1 * out_shape.plane_len()) };
+            ops::max_pool2d(geom, src, shape, dst);
+        });
+    }
+
+    fn affine(
+        &self,
+        scale: &[f32],
+        shift: &[f32],
+        relu: bool,
+        input: &[f32],
+        shape: Shape,
+        output: &mut [f32],
+    ) {
+        ops::affine(scale, shift, relu, input, shape, output);
+    }
+
+    fn avg_pool(&self, input: &[f32], in_shape: Shape, kh: usize, kw: usize, output: &mut [f32]) {
+        ops::avg_pool_window(input, in_shape, kh, kw, output);
+    }
+
+    fn linear(
+        &self,
+        i: usize,
+        o: usize,
+        input: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        output: &mut [f32],
+    ) {
+        ops::linear(i, o, input, weight, bias, output);
+    }
+
     fn conv2d(
         &self,
         index: usize,
@@ -191,12 +238,24 @@ impl Backend for Engine {
             // borrowed exclusively by this call for its whole duration.
             unsafe { conv.run_tasks(range, input, in_shape, out, epilogue, &mut scratch[..need]) };
         };
+        self.parallel(parts, run);
+    }
+}
+
+impl Engine {
+    /// Runs `f(0..parts)` on the team (serially when one part or no team).
+    fn parallel(&self, parts: usize, f: impl Fn(usize) + Sync + Send) {
         match &self.team {
-            Some(team) if parts > 1 && team.is_inside() => (0..parts).into_par_iter().for_each(run),
+            Some(team) if parts > 1 && team.is_inside() => (0..parts).into_par_iter().for_each(f),
             Some(team) if parts > 1 => {
-                team.pool().install(|| (0..parts).into_par_iter().for_each(run))
+                team.pool().install(|| (0..parts).into_par_iter().for_each(f))
             }
-            _ => run(0),
+            _ => (0..parts).for_each(f),
         }
+    }
+
+    /// Parts to split `elements` of cheap element-wise work into (at least 64K elements each).
+    fn elementwise_parts(&self, planes: usize, plane_len: usize) -> usize {
+        (planes * plane_len / (1 << 16)).clamp(1, self.resolved.threads.min(planes.max(1)))
     }
 }

@@ -12,6 +12,7 @@
 pub mod engine;
 pub mod format;
 pub mod model;
+pub mod profile;
 pub mod team;
 pub mod tensor;
 pub mod zoo;

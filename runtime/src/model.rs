@@ -362,6 +362,10 @@ impl Model {
     }
 
     /// Borrowed parameter slices in the form the core's forward pass takes.
+    pub(crate) fn gathered(&self) -> Gathered<'_> {
+        self.gather()
+    }
+
     fn gather(&self) -> Gathered<'_> {
         let get = |name: &str| self.param(name).expect("validated at load");
         let spec = self.spec.view();
@@ -448,7 +452,7 @@ impl Model {
     }
 }
 
-struct Gathered<'m> {
+pub(crate) struct Gathered<'m> {
     blocks: Vec<BlockWeights<'m>>,
     stem: ConvWeights<'m>,
     head_norm: Option<AffineWeights<'m>>,
@@ -456,7 +460,7 @@ struct Gathered<'m> {
 }
 
 impl<'m> Gathered<'m> {
-    fn weights(&self) -> NetworkWeights<'_> {
+    pub(crate) fn weights(&self) -> NetworkWeights<'_> {
         NetworkWeights {
             stem: self.stem,
             blocks: &self.blocks,

@@ -138,6 +138,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also time every layer and summarise GFLOP/s per convolution algorithm.
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -162,8 +165,14 @@ fn main() -> ExitCode {
         Command::Inspect { model, size, engine } => cmd_inspect(&model, size.as_deref(), &engine),
         Command::Run { model, input, output, engine } => cmd_run(&model, &input, &output, &engine),
         Command::Demo { dir, engine } => cmd_demo(dir, &engine),
-        Command::Bench { model, batch, size, iters, warmup, json, engine } => {
-            cmd_bench(&model, batch, size.as_deref(), iters, warmup, json, &engine)
+        Command::Bench { model, batch, size, iters, warmup, json, profile, engine } => {
+            cmd_bench(&model, batch, size.as_deref(), iters, warmup, json, &engine).and_then(|()| {
+                if profile {
+                    cmd_profile(&model, batch, size.as_deref(), iters, &engine)
+                } else {
+                    Ok(())
+                }
+            })
         }
     };
     match result {
@@ -388,6 +397,54 @@ fn cmd_bench(
         say!("latency  min {min:.2} ms   median {median:.2} ms   p90 {p90:.2} ms");
         say!("throughput {images_per_s:.2} images/s, {gflops:.1} GFLOP/s effective ({:.2} GMACs per batch)", macs as f64 / 1e9);
     }
+    Ok(())
+}
+
+fn cmd_profile(
+    name: &str,
+    batch: usize,
+    size: Option<&str>,
+    iters: usize,
+    engine: &EngineArgs,
+) -> Result<()> {
+    let model = open_model(name, &engine.options()?)?;
+    let (h, w) = match size {
+        Some(s) => parse_size(s)?,
+        None => default_size(&model),
+    };
+    let layers = model.profile(Shape::new(batch, model.spec().in_channels, h, w), iters)?;
+    let total: f64 = layers.iter().map(|l| l.time.as_secs_f64()).sum();
+    let gflops =
+        |macs: u64, secs: f64| if secs > 0.0 { 2.0 * macs as f64 / secs / 1e9 } else { 0.0 };
+    say!("{:<22} {:<22} {:>10} {:>7} {:>9}", "layer", "op", "ms", "%", "GFLOP/s");
+    for l in &layers {
+        let secs = l.time.as_secs_f64();
+        say!(
+            "{:<22} {:<22} {:>10.3} {:>6.1}% {:>9.1}",
+            l.layer,
+            l.op,
+            secs * 1e3,
+            100.0 * secs / total,
+            gflops(l.macs, secs)
+        );
+    }
+    let mut by_algo: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    for l in &layers {
+        let key = l.op.rsplit(' ').next().unwrap_or(&l.op).to_string();
+        let e = by_algo.entry(key).or_default();
+        e.0 += l.macs;
+        e.1 += l.time.as_secs_f64();
+    }
+    say!("by algorithm / op:");
+    for (k, (macs, secs)) in by_algo {
+        say!(
+            "  {k:<12} {:>9.3} ms {:>6.1}%  {:>7.1} GFLOP/s",
+            secs * 1e3,
+            100.0 * secs / total,
+            gflops(macs, secs)
+        );
+    }
+    say!("sum of layers: {:.3} ms", total * 1e3);
     Ok(())
 }
 

@@ -14,14 +14,20 @@
 //!   packed panels, runs one GEMM per transform position through the same micro-kernel, and
 //!   applies the epilogue in the output transform.
 //!
-//! Work is split into independent tasks (image x group x block of output columns) that write
-//! disjoint parts of the output, so a caller can spread them over threads with
-//! [`PackedConv::run_tasks`]; each task needs [`PackedConv::scratch_len`] floats of scratch and
-//! nothing is allocated while running.
+//! Work is split into independent tasks (image x group x block of output columns x block of
+//! output channels) that write disjoint parts of the output, so a caller can spread them over
+//! threads with [`PackedConv::run_tasks`]; one call needs [`PackedConv::scratch_len`] floats of
+//! scratch whatever its task range, and nothing is allocated while running.
+//!
+//! Accuracy against an `f64` reference on ResNet-like 3x3 layers (inputs in `[0, 1)`,
+//! Kaiming-scaled weights; `max |error| / max |output|`, see `tests/kernels_conv.rs`):
+//! GEMM and Direct `3e-7 .. 5e-7`, `F(2,3)` `3e-7 .. 8e-7`, `F(4,3)` `1e-6 .. 5e-6`,
+//! `F(6,3)` `2e-6 .. 8e-6`.
 //!
 //! # Choosing the algorithm
-//! See [`PackedConv::choose`] for the rule used when no algorithm is forced, and the
-//! measurements behind it.
+//! [`PackedConv::choose`] (geometry only, what [`PackedConv::new`] uses when no algorithm is
+//! forced) and [`PackedConv::choose_for_input`] (knowing the image size, which decides the
+//! Winograd tile) state the rules and the measurements behind them.
 #![cfg(feature = "alloc")]
 
 mod gemm;
@@ -124,6 +130,21 @@ impl<'a> OutPtr<'a> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Elements `range` as a mutable slice, for splitting an output between threads.
+    ///
+    /// # Safety
+    /// While the returned slice lives, no other reference to those elements may exist (for
+    /// example from another part's `slice_mut` of an overlapping range).
+    pub unsafe fn slice_mut(&self, range: core::ops::Range<usize>) -> &'a mut [f32] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "OutPtr::slice_mut out of bounds"
+        );
+        // SAFETY: the range is in bounds of the borrowed slice (checked above) and exclusive by
+        // the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
 }
 
 /// A convolution with weights prepacked for one ISA and algorithm.
@@ -142,7 +163,7 @@ pub struct PackedConv {
     bias: Vec<f32>,
 }
 
-/// How the output columns of one image and group are split into tasks.
+/// How the output of one image and group is split into tasks.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     out: Shape,
@@ -152,6 +173,8 @@ struct Layout {
     nc: usize,
     /// Column blocks per image and group.
     blocks: usize,
+    /// Blocks of output channels (of `MR`-row panels) per column block.
+    mblocks: usize,
     /// Depth per `B` chunk (GEMM and Direct).
     kc: usize,
 }
@@ -162,6 +185,10 @@ const MIN_TASKS: usize = 8;
 /// Depth of one packed `B` chunk: `KC x NR` floats of `B` and `KC x MR` of `A` per micro-kernel
 /// call stay within L1 (48 KiB on the machine the constants were tuned on).
 const KC: usize = 256;
+
+/// Depth of one chunk of [`ConvAlgo::Direct`], whose `B` rows are whole input planes apart:
+/// fewer rows per chunk touch fewer pages (measured 5-15% faster than 256 on 1x1 layers).
+const KC_DIRECT: usize = 128;
 
 /// Floats of one task's packed `B` (GEMM) or transform buffers (Winograd): about 1 MiB, half
 /// of an L2.
@@ -232,22 +259,75 @@ impl PackedConv {
         Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed })
     }
 
-    /// The algorithm used when none is forced.
-    ///
-    /// The rule, from the benchmarks of `benches/conv.rs` (single thread, batch 1, ResNet-18/50
-    /// layer shapes at 224x224; see the crate's bench notes for the numbers):
-    /// - `1x1`, stride 1, no padding: [`ConvAlgo::Direct`];
-    /// - `3x3`, stride 1, padding 1: Winograd [`ConvAlgo::Winograd4`];
-    /// - everything else: [`ConvAlgo::Gemm`].
+    /// The algorithm [`PackedConv::new`] uses when none is forced, from the geometry alone:
+    /// [`ConvAlgo::Direct`] for pointwise convolutions, [`ConvAlgo::Winograd2`] for `3x3`
+    /// stride 1 padding 1, [`ConvAlgo::Gemm`] otherwise. `F(2,3)` is the one Winograd variant
+    /// that is never much slower than the best at any image size (60-100% of the best in the
+    /// table of [`PackedConv::choose_for_input`], while `F(4,3)` and `F(6,3)` drop to 20% and
+    /// 10% at 7x7); when the input shape is known, [`PackedConv::choose_for_input`] picks the
+    /// tile size too.
     pub fn choose(isa: Isa, geom: &Conv2dGeometry) -> ConvAlgo {
         let _ = isa;
         if PackedConv::supports(ConvAlgo::Direct, geom) {
             ConvAlgo::Direct
-        } else if PackedConv::supports(ConvAlgo::Winograd4, geom) {
-            ConvAlgo::Winograd4
+        } else if PackedConv::supports(ConvAlgo::Winograd2, geom) {
+            ConvAlgo::Winograd2
         } else {
             ConvAlgo::Gemm
         }
+    }
+
+    /// The algorithm to use for inputs of `in_shape` (only its height and width matter).
+    ///
+    /// - Pointwise (`1x1`, stride 1, no padding): [`ConvAlgo::Direct`] (equal to
+    ///   [`ConvAlgo::Gemm`] within noise with AVX-512, up to 20% faster with AVX2, no `B`
+    ///   copy).
+    /// - `3x3`, stride 1, padding 1: Winograd, always (at least as fast as GEMM on every
+    ///   measured shape, 2-3x faster on most); `F(m,3)` minimising
+    ///   `score(m) = (α²/m²) · edge(m) / fill(m) · w(m)`, where `α²/m²` is the GEMM work per
+    ///   output pixel, `edge(m) = ⌈H/m⌉⌈W/m⌉m² / (HW)` the partial-tile waste,
+    ///   `fill(m) = T / (⌈T/NR⌉ NR)` how full the micro-kernel's column panels are with
+    ///   `T = ⌈H/m⌉⌈W/m⌉` tiles per image, and `w = 0.85, 1.0, 1.1` for `m = 2, 4, 6` the
+    ///   relative cost of the transforms (fitted to the measurements below).
+    /// - Everything else: [`ConvAlgo::Gemm`].
+    ///
+    /// Measured (`examples`-style best-of-N, one thread, batch 1, GFLOP/s counting the direct
+    /// convolution's `2·MACs`, so Winograd can exceed the machine's peak of ~176), AVX-512 /
+    /// AVX2 on an AVX-512 Xeon (48 KiB L1d, 2 MiB L2):
+    ///
+    /// | 3x3/1 layer       | GEMM     | F(2,3)    | F(4,3)    | F(6,3)    | rule picks |
+    /// |-------------------|----------|-----------|-----------|-----------|------------|
+    /// | 64->64, 56x56     | 109 / 51 | 154 / 101 | 245 / 172 | 237 / 176 | F(4,3)     |
+    /// | 128->128, 28x28   | 121 / 62 | 193 / 122 | 296 / 180 | 337 / 189 | F(6,3)     |
+    /// | 256->256, 14x14   | 113 / 65 | 212 / 125 | 198 / 201 | 110 / 73  | F(2,3) / F(4,3) |
+    /// | 512->512, 7x7     | 94 / 50  | 94 / 118  | 33 / 21   | 18 / 13   | F(2,3)     |
+    /// | 16->16, 32x32     | 46 / 25  | 64 / 47   | 104 / 78  | 80 / 61   | F(4,3)     |
+    /// | 64->64, 8x8       | 44 / 33  | 98 / 94   | 51 / 55   | 29 / 31   | F(2,3)     |
+    /// | 128->128 g32, 56x56 | 11 / 6 | 13 / 10   | 28 / 19   | 29 / 20   | F(4,3)     |
+    pub fn choose_for_input(isa: Isa, geom: &Conv2dGeometry, in_shape: Shape) -> ConvAlgo {
+        if !PackedConv::supports(ConvAlgo::Winograd2, geom) {
+            return PackedConv::choose(isa, geom);
+        }
+        let Some(out) = geom.output_shape(in_shape) else {
+            return PackedConv::choose(isa, geom);
+        };
+        let nr = arch::kernels(isa).map_or(8, |k| k.gemm.nr);
+        let score = |m: usize, w: f64| {
+            let tiles = out.h.div_ceil(m) * out.w.div_ceil(m);
+            let edge = (tiles * m * m) as f64 / (out.h * out.w) as f64;
+            let fill = tiles as f64 / (tiles.div_ceil(nr) * nr) as f64;
+            let alpha = (m + 2) as f64;
+            alpha * alpha / (m * m) as f64 * edge / fill * w
+        };
+        let scores = [
+            (ConvAlgo::Winograd2, score(2, 0.85)),
+            (ConvAlgo::Winograd4, score(4, 1.0)),
+            (ConvAlgo::Winograd6, score(6, 1.1)),
+        ];
+        scores
+            .into_iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(ConvAlgo::Winograd2, |(algo, _)| algo)
     }
 
     /// Whether `algo` can compute convolutions of this geometry.
@@ -293,8 +373,9 @@ impl PackedConv {
         let out = self.geom.output_shape(in_shape).expect("PackedConv: input does not fit");
         let nr = self.kernels.gemm.nr;
         let units = out.n * self.geom.groups;
+        let kc_max = if self.algo == ConvAlgo::Direct { KC_DIRECT } else { KC };
         let (cols, max_nc) = match self.algo.winograd_m() {
-            None => (out.h * out.w, (B_BUDGET / self.depth.min(KC)).max(nr)),
+            None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {
                 let alpha2 = (m + 2) * (m + 2);
                 let per_col = alpha2 * (self.geom.in_per_group() + self.m_pad);
@@ -308,8 +389,12 @@ impl PackedConv {
         let want = by_size.max(by_tasks).max(1);
         let nc = cols.div_ceil(want).div_ceil(nr) * nr;
         let blocks = cols.div_ceil(nc).max(1);
-        let kc = self.depth.div_ceil(self.depth.div_ceil(KC));
-        Layout { out, cols, nc, blocks, kc }
+        // Still too few: split the output channels too. `run_tasks` packs `B` once for a
+        // range of tasks that share columns, so this costs nothing when run serially.
+        let mblocks =
+            MIN_TASKS.div_ceil(units * blocks).clamp(1, self.m_pad / self.kernels.gemm.mr);
+        let kc = self.depth.div_ceil(self.depth.div_ceil(kc_max));
+        Layout { out, cols, nc, blocks, mblocks, kc }
     }
 
     /// `f32` scratch elements one call of [`PackedConv::run_tasks`] needs for this input shape.
@@ -321,16 +406,18 @@ impl PackedConv {
             ConvAlgo::Gemm => l.kc * l.nc.div_ceil(nr) * nr,
             ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => {
                 let m = self.algo.winograd_m().expect("winograd");
-                winograd::scratch_len(&self.geom, m, l.nc, nr, self.m_pad)
+                winograd::scratch_len(self, l.out, m, l.nc)
             }
         }
     }
 
-    /// Independent units of work for this input shape: image x group x column block, in
-    /// that order (so consecutive tasks write nearby output).
+    /// Independent units of work for this input shape: image x group x column block x block
+    /// of output channels, in that order (so consecutive tasks write nearby output). Small
+    /// images are split down to one micro-kernel tile in each direction to give at least 8
+    /// tasks where possible.
     pub fn task_count(&self, in_shape: Shape) -> usize {
         let l = self.layout(in_shape);
-        l.out.n * self.geom.groups * l.blocks
+        l.out.n * self.geom.groups * l.blocks * l.mblocks
     }
 
     /// Runs tasks `tasks` of the convolution of `input` (shape `in_shape`) into `output`.
@@ -356,13 +443,28 @@ impl PackedConv {
         let l = self.layout(in_shape);
         assert_eq!(input.len(), in_shape.len(), "PackedConv: input length");
         assert_eq!(output.len, l.out.len(), "PackedConv: output length");
-        assert!(tasks.end <= l.out.n * self.geom.groups * l.blocks, "PackedConv: task range");
+        assert!(
+            tasks.end <= l.out.n * self.geom.groups * l.blocks * l.mblocks,
+            "PackedConv: task range"
+        );
         let scratch = &mut scratch[..self.scratch_len(in_shape)];
-        for task in tasks {
-            let block = task % l.blocks;
-            let g = (task / l.blocks) % self.geom.groups;
-            let n = task / (l.blocks * self.geom.groups);
-            let job = Job { n, g, col0: block * l.nc, ncols: l.nc.min(l.cols - block * l.nc) };
+        let m_panels = self.m_pad / self.kernels.gemm.mr;
+        let mut task = tasks.start;
+        while task < tasks.end {
+            // The tasks of this range that share a column block run as one job.
+            let unit = task / l.mblocks;
+            let (mb0, mb1) = (task % l.mblocks, (tasks.end - unit * l.mblocks).min(l.mblocks));
+            task = unit * l.mblocks + mb1;
+            let block = unit % l.blocks;
+            let g = (unit / l.blocks) % self.geom.groups;
+            let n = unit / (l.blocks * self.geom.groups);
+            let job = Job {
+                n,
+                g,
+                col0: block * l.nc,
+                ncols: l.nc.min(l.cols - block * l.nc),
+                panels: mb0 * m_panels / l.mblocks..mb1 * m_panels / l.mblocks,
+            };
             // SAFETY: the job's output elements belong to this task only (caller's contract).
             unsafe {
                 match self.algo.winograd_m() {
@@ -390,11 +492,13 @@ impl PackedConv {
     }
 }
 
-/// One task: image `n`, group `g`, output columns `col0 .. col0 + ncols`.
-#[derive(Clone, Copy, Debug)]
+/// One job: image `n`, group `g`, output columns `col0 .. col0 + ncols`, the output channels
+/// of `MR`-row panels `panels` (of the group).
+#[derive(Clone, Debug)]
 struct Job {
     n: usize,
     g: usize,
     col0: usize,
     ncols: usize,
+    panels: Range<usize>,
 }

@@ -1,0 +1,69 @@
+//! The fast portable ops against the reference, on random shapes.
+
+use proptest::prelude::*;
+use shortcut_core::shape::PoolGeometry;
+use shortcut_core::{ops, reference, Shape};
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Max is exact: bit-identical to the reference.
+    #[test]
+    fn max_pool_matches_reference(n in 1usize..3, c in 1usize..5, h in 1usize..20, w in 1usize..20,
+                                  k in 1usize..4, s in 1usize..3, p in 0usize..2, seed in any::<u64>()) {
+        let g = PoolGeometry { kernel: k, stride: s, pad: p };
+        let shape = Shape::new(n, c, h, w);
+        let Some(out) = g.output_shape(shape) else { return Ok(()) };
+        let x = values(shape.len(), seed);
+        let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
+        reference::max_pool2d(&g, &x, shape, &mut a);
+        ops::max_pool2d(&g, &x, shape, &mut b);
+        prop_assert_eq!(a, b);
+    }
+
+    /// Summation order differs: |y - ref| <= 1e-6 * (1 + sum |x w|).
+    #[test]
+    fn linear_matches_reference(n in 1usize..4, i in 1usize..70, o in 1usize..20, seed in any::<u64>()) {
+        let x = values(n * i, seed);
+        let w = values(i * o, seed ^ 1);
+        let b = values(o, seed ^ 2);
+        let (mut a, mut f) = (vec![0.0; n * o], vec![0.0; n * o]);
+        reference::linear(i, o, &x, &w, &b, &mut a);
+        ops::linear(i, o, &x, &w, &b, &mut f);
+        for (idx, (r, v)) in a.iter().zip(&f).enumerate() {
+            let bound: f32 = (0..i).map(|k| (x[idx / o * i + k] * w[idx % o * i + k]).abs()).sum();
+            prop_assert!((r - v).abs() <= 1e-6 * (1.0 + bound), "{} vs {}", r, v);
+        }
+    }
+
+    #[test]
+    fn affine_and_avg_pool_match_reference(n in 1usize..3, c in 1usize..6, h in 1usize..12, w in 1usize..12,
+                                           relu in any::<bool>(), seed in any::<u64>()) {
+        let shape = Shape::new(n, c, h, w);
+        let x = values(shape.len(), seed);
+        let (sc, sh) = (values(c, seed ^ 3), values(c, seed ^ 4));
+        let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        reference::affine(&sc, &sh, relu, &x, shape, &mut a);
+        ops::affine(&sc, &sh, relu, &x, shape, &mut b);
+        prop_assert_eq!(a, b);
+        let (kh, kw) = (h.div_ceil(2), w);
+        let (mut p, mut q) = (vec![0.0; n * c], vec![0.0; n * c]);
+        reference::avg_pool_window(&x, shape, kh, kw, &mut p);
+        ops::avg_pool_window(&x, shape, kh, kw, &mut q);
+        for (r, v) in p.iter().zip(&q) {
+            prop_assert!((r - v).abs() <= 1e-6 * (1.0 + r.abs()));
+        }
+    }
+}
