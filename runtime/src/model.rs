@@ -119,8 +119,17 @@ impl Model {
 
     /// Validates a model held in memory; `name` stands for the path in error messages.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Model, LoadError> {
+        Model::from_bytes_with(name, bytes, &RunOptions::default())
+    }
+
+    /// [`Model::from_bytes`] with explicit run options.
+    pub fn from_bytes_with(
+        name: &str,
+        bytes: Vec<u8>,
+        options: &RunOptions,
+    ) -> Result<Model, LoadError> {
         let mut model = Model::from_store(name.to_string(), Store::Bytes(bytes))?;
-        model.prepare(&RunOptions::default())?;
+        model.prepare(options)?;
         Ok(model)
     }
 

@@ -496,7 +496,7 @@ pub fn convert(sd: &StateDict, opts: &ConvertOptions) -> Result<Converted, Conve
         None => None,
     };
     if let Some(p) = &preprocess {
-        p.validate(in_channels).map_err(|reason| ConvertError::Preprocess(reason))?;
+        p.validate(in_channels).map_err(ConvertError::Preprocess)?;
     }
     Ok(Converted { arch, spec, preprocess, tensors })
 }

@@ -33,8 +33,12 @@ fn numpy_written_files_match() {
             .iter()
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
-        let values: Vec<f64> =
-            want["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let values: Vec<f64> = want["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().parse().unwrap())
+            .collect();
         assert_eq!(arr.shape, shape, "{file}");
         assert_eq!(as_f64(&arr.data), values, "{file}");
     }

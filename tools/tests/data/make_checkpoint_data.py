@@ -173,7 +173,8 @@ def save_npy(name, arr, version=None):
         else:
             np.lib.format.write_array(f, arr, version=version)
     flat = np.ascontiguousarray(arr).reshape(-1)
-    npy_expected[name] = {"shape": list(arr.shape), "values": [float(x) for x in flat.tolist()]}
+    # repr() strings: exact for f64, unlike JSON numbers through some parsers.
+    npy_expected[name] = {"shape": list(arr.shape), "values": [repr(float(x)) for x in flat.tolist()]}
 
 
 rng = np.random.default_rng(0)
