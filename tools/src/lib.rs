@@ -1,4 +1,6 @@
 pub mod checkpoint;
+pub mod classify;
 pub mod convert;
 pub mod npy;
 pub mod pickle;
+pub mod preprocess;

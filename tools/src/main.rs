@@ -144,6 +144,8 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Classify JPEG/PNG images (files or directories) and print the top classes.
+    Classify(shortcut_tools::classify::ClassifyArgs),
     /// Convert the shipped digits ResNet-20 and classify the shipped test digits.
     Demo {
         /// Folder with resnet20_digits.pth and digits_test_{x,y}.npy.
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
         Command::Inspect { model, size, engine } => cmd_inspect(&model, size.as_deref(), &engine),
         Command::Run { model, input, output, engine } => cmd_run(&model, &input, &output, &engine),
         Command::Demo { dir, engine } => cmd_demo(dir, &engine),
+        Command::Classify(a) => shortcut_tools::classify::run(&a).map_err(Into::into),
         Command::Bench { model, batch, size, iters, warmup, json, profile, engine } => {
             cmd_bench(&model, batch, size.as_deref(), iters, warmup, json, &engine).and_then(|()| {
                 if profile {
