@@ -8,21 +8,24 @@
 //! (append a filter such as `avx512/winograd` to run a subset).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shortcut_core::arch::Isa;
+use shortcut_core::arch::{self, Isa, Tile};
 use shortcut_core::conv::{ConvAlgo, PackedConv};
 use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
 
 /// (name, geometry, input height = width).
-const LAYERS: [(&str, Conv2dGeometry, usize); 9] = [
+const LAYERS: [(&str, Conv2dGeometry, usize); 12] = [
     ("stem_7x7s2_3-64_224", Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224),
     ("1x1_256-64_56", Conv2dGeometry::square(256, 64, 1, 1, 0, 1), 56),
     ("1x1_64-256_56", Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56),
     ("3x3_64-64_56", Conv2dGeometry::square(64, 64, 3, 1, 1, 1), 56),
     ("3x3_128-128_28", Conv2dGeometry::square(128, 128, 3, 1, 1, 1), 28),
+    ("3x3s2_128-128_56", Conv2dGeometry::square(128, 128, 3, 2, 1, 1), 56),
     ("3x3s2_128-128_28", Conv2dGeometry::square(128, 128, 3, 2, 1, 1), 28),
     ("3x3_256-256_14", Conv2dGeometry::square(256, 256, 3, 1, 1, 1), 14),
     ("1x1_1024-256_14", Conv2dGeometry::square(1024, 256, 1, 1, 0, 1), 14),
     ("3x3_512-512_7", Conv2dGeometry::square(512, 512, 3, 1, 1, 1), 7),
+    ("1x1s2_256-512_56", Conv2dGeometry::square(256, 512, 1, 2, 0, 1), 56),
+    ("3x3g32_128-128_56", Conv2dGeometry::square(128, 128, 3, 1, 1, 32), 56),
 ];
 
 fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -66,5 +69,47 @@ fn conv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, conv);
+/// The micro-kernel alone: one `A` panel against 8 `B` panels of depth 256 (L1/L2-resident),
+/// accumulating into 8 tiles. The ceiling the convolutions can reach.
+fn micro_kernel(c: &mut Criterion) {
+    const K: usize = 256;
+    const PANELS: usize = 8;
+    let mut group = c.benchmark_group("gemm_kernel");
+    let mut kernels: Vec<_> =
+        Isa::all_available().map(|isa| arch::kernels(isa).expect("has kernels").gemm).collect();
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx512.is_available() {
+        kernels.extend(arch::x86_64::avx512::GEMM_VARIANTS.into_iter().skip(1));
+    }
+    for kern in kernels {
+        let (mr, nr) = (kern.mr, kern.nr);
+        let a = values(K * mr, 1);
+        let b = values(K * nr * PANELS, 2);
+        let mut out = vec![0.0; mr * nr * PANELS];
+        group.throughput(Throughput::Elements((2 * mr * nr * K * PANELS) as u64));
+        group.bench_function(kern.name, |bench| {
+            bench.iter(|| {
+                for (j, c) in out.chunks_exact_mut(mr * nr).enumerate() {
+                    let tile = Tile {
+                        k: K,
+                        a: a.as_ptr(),
+                        b: b[j * K * nr..].as_ptr(),
+                        ldb: nr,
+                        c: c.as_mut_ptr(),
+                        ldc: nr,
+                        bias: std::ptr::null(),
+                        load_c: true,
+                        relu: false,
+                    };
+                    // SAFETY: the ISA is available; `a` holds `K` steps of `mr`, each `b`
+                    // panel `K` rows of `nr`, each `c` tile `mr x nr` floats.
+                    unsafe { (kern.run)(black_box(&tile)) };
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, micro_kernel, conv);
 criterion_main!(benches);

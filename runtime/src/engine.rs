@@ -105,22 +105,37 @@ pub struct Engine {
 
 impl Engine {
     /// Packs every conv of `spec`; `conv_weights(i)` gives conv `i`'s geometry and weights.
+    /// Packs every conv of `spec`; `conv_weights(i)` gives conv `i`'s geometry and weights.
+    /// Unforced algorithms are chosen for the layer's input at `natural_input` (the size the
+    /// model is served at; Winograd's best tile depends on the feature-map size).
     pub fn new<'w>(
         resolved: Resolved,
         spec: &NetworkSpec<'_>,
+        natural_input: Option<Shape>,
         conv_weights: impl Fn(usize) -> (Conv2dGeometry, ConvWeights<'w>),
     ) -> Engine {
+        let mut in_shapes = vec![None; spec.conv_count()];
+        if let Some(input) = natural_input {
+            let _ = walk(spec, input, |s| {
+                if let Op::Conv { index, .. } = s.op {
+                    in_shapes[index] = Some(s.in_shape);
+                }
+            });
+        }
         let convs = (0..spec.conv_count())
             .map(|i| {
                 let (geom, w) = conv_weights(i);
                 // A forced algorithm applies where it can; other layers use the exact
                 // (non-Winograd) path, so forcing `direct` or `gemm` gives exact convolutions.
-                let algo = resolved.conv.map(|a| {
-                    [a, ConvAlgo::Direct, ConvAlgo::Gemm]
+                let algo = match (resolved.conv, in_shapes[i]) {
+                    (Some(a), _) => [a, ConvAlgo::Direct, ConvAlgo::Gemm]
                         .into_iter()
-                        .find(|&c| PackedConv::supports(c, &geom))
-                        .expect("gemm supports every geometry")
-                });
+                        .find(|&c| PackedConv::supports(c, &geom)),
+                    (None, Some(shape)) => {
+                        Some(PackedConv::choose_for_input(resolved.isa, &geom, shape))
+                    }
+                    (None, None) => None,
+                };
                 PackedConv::new(resolved.isa, algo, &geom, w.weight, w.bias)
             })
             .collect();

@@ -92,13 +92,24 @@ impl Model {
         let spec = self.spec.view();
         let mut convs = Vec::new();
         spec.for_each_conv(|_, layer, geom| convs.push((layer, geom)));
-        let engine = Engine::new(resolved, &spec, |i| {
+        let engine = Engine::new(resolved, &spec, Some(self.natural_input()), |i| {
             let (layer, geom) = convs[i];
             let get = |t: &str| self.param(&format!("{layer}.{t}")).expect("validated at load");
             (geom, ConvWeights { weight: get("weight"), bias: get("bias") })
         });
         self.engine = Some(engine);
         Ok(())
+    }
+
+    /// The input the model is served at, batch 1: its preprocessing crop if recorded, else
+    /// 224x224 for ImageNet stems and 32x32 otherwise. Algorithms are chosen for this size.
+    pub fn natural_input(&self) -> Shape {
+        let side = match (&self.preprocess, self.spec.stem.max_pool) {
+            (Some(p), _) => p.crop,
+            (None, true) => 224,
+            (None, false) => 32,
+        };
+        Shape::new(1, self.spec.in_channels, side, side)
     }
 
     /// The prepacked engine.

@@ -106,7 +106,7 @@ enum Command {
     Inspect {
         /// A model file, or a torchvision architecture name (random weights).
         model: String,
-        /// Input size HxW (default: 224x224 for ImageNet stems, 32x32 otherwise).
+        /// Input size HxW (default: the model's preprocessing crop, else 224x224 for ImageNet stems, 32x32 otherwise).
         #[arg(long)]
         size: Option<String>,
         #[command(flatten)]
@@ -128,7 +128,7 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 1)]
         batch: usize,
-        /// Input size HxW (default: 224x224 for ImageNet stems, 32x32 otherwise).
+        /// Input size HxW (default: the model's preprocessing crop, else 224x224 for ImageNet stems, 32x32 otherwise).
         #[arg(long)]
         size: Option<String>,
         #[arg(long, default_value_t = 10)]
@@ -200,12 +200,10 @@ fn cmd_convert(input: &Path, output: &Path, opts: &convert::ConvertOptions) -> R
     Ok(())
 }
 
+/// The size the model is served at (see [`Model::natural_input`]).
 fn default_size(model: &Model) -> (usize, usize) {
-    if model.spec().stem.max_pool {
-        (224, 224)
-    } else {
-        (32, 32)
-    }
+    let s = model.natural_input();
+    (s.h, s.w)
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize)> {

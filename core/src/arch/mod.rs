@@ -4,16 +4,21 @@
 //! [`scalar`] (portable Rust, every target), `x86_64/avx2.rs` (AVX2 + FMA),
 //! `x86_64/avx512.rs` (AVX-512F) and `aarch64/neon.rs`. Each exposes the same small set of
 //! kernels with the same contracts, and [`kernels`] is the one place that maps an [`Isa`] to
-//! them. A generic x86_64 build contains the AVX2 and AVX-512 code and selects it at run time
-//! through [`Isa::is_available`], so the same binary runs everywhere.
+//! them. A generic x86_64 build contains the AVX2 and AVX-512 code and, with the `std`
+//! feature, selects it at run time through [`Isa::is_available`], so the same binary runs
+//! everywhere (without `std`, only what the build's target features promise is used).
 //!
 //! The kernels are:
 //! - a GEMM micro-kernel ([`GemmKernel`]): one `MR x NR` tile of `C = A·B` over packed panels,
 //!   with the convolution epilogue (bias, accumulate into `C`, ReLU) fused into the store;
-//! - Winograd transforms (see [`WinogradKernels`]), written once as portable Rust over lanes of
-//!   tiles in [`winograd`] and compiled per ISA so the lane loops vectorise.
+//! - Winograd transforms ([`WinogradKernels`]) and a direct stride-1 convolution
+//!   ([`DirectKernel`]), written once in [`winograd`] and [`direct`] against the small
+//!   [`vector::Vector`] trait that each ISA implements with its registers, and compiled per ISA
+//!   inside its `#[target_feature]` wrappers.
 
+pub mod direct;
 pub mod scalar;
+pub mod vector;
 pub mod winograd;
 
 #[cfg(target_arch = "x86_64")]
@@ -111,7 +116,7 @@ fn avx512_available() -> bool {
     false
 }
 
-/// The largest `MR x NR` of any GEMM kernel, so callers can size an edge-tile buffer.
+/// A bound on `MR x NR` of every GEMM kernel, so callers can size an edge-tile buffer.
 pub const MAX_TILE: usize = 16 * 64;
 
 /// Arguments of one micro-kernel call: `C[MR x NR] = epilogue(A·B)`.
@@ -151,14 +156,25 @@ pub struct GemmKernel {
 
 /// Winograd input/output transforms for one `F(m, 3)`, compiled for one ISA.
 ///
-/// Both work on up to [`winograd::LANES`] horizontally adjacent tiles at once; see
-/// [`winograd::InputArgs`] and [`winograd::OutputArgs`] for the exact contracts.
+/// The transforms work on `lanes` tiles at once; see [`winograd::InputArgs`],
+/// [`winograd::OutputArgs`] and [`winograd::StoreArgs`] for the exact contracts.
 #[derive(Clone, Copy, Debug)]
 pub struct WinogradKernels {
     /// Tiles per call, at most (`<=` [`winograd::LANES`]).
     pub lanes: usize,
     pub input: unsafe fn(&winograd::InputArgs),
     pub output: unsafe fn(&winograd::OutputArgs),
+    pub store: unsafe fn(&winograd::StoreArgs),
+}
+
+/// The direct stride-1 convolution kernel of an ISA; see [`direct::DirectArgs`].
+#[derive(Clone, Copy, Debug)]
+pub struct DirectKernel {
+    /// Lanes per vector.
+    pub lanes: usize,
+    /// Vectors of output pixels per call, at most.
+    pub max_vectors: usize,
+    pub run: unsafe fn(&direct::DirectArgs),
 }
 
 /// Everything an [`Isa`] provides.
@@ -168,6 +184,7 @@ pub struct Kernels {
     pub gemm: GemmKernel,
     /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
     pub winograd: [WinogradKernels; 3],
+    pub direct: DirectKernel,
 }
 
 /// The kernels of `isa`, or `None` when this build does not contain them (e.g. NEON on x86).

@@ -10,26 +10,34 @@ pub const KERNELS: Kernels = Kernels {
     isa: super::Isa::Scalar,
     gemm: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
     winograd: WINOGRAD,
+    direct: DIRECT,
 };
 
-super::winograd::winograd_kernels!(lanes = 8);
+super::winograd::winograd_kernels!(vector = F32x8);
+
+super::direct::direct_kernel!(vector = F32x8, widths = [1, 2]);
 
 /// # Safety
 /// See [`GemmKernel`].
 unsafe fn gemm_4x8(t: &Tile) {
-    let mut acc = [[0.0f32; NR]; MR];
+    // One named row per accumulator keeps them in registers (an `[[f32; NR]; MR]` spills).
+    let (mut c0, mut c1, mut c2, mut c3) = ([0.0f32; NR], [0.0f32; NR], [0.0f32; NR], [0.0f32; NR]);
     for k in 0..t.k {
         // SAFETY: `k < t.k`, so the panel rows are inside what the caller made readable.
         let (a, b) = unsafe {
-            (&*(t.a.add(k * MR) as *const [f32; MR]), &*(t.b.add(k * t.ldb) as *const [f32; NR]))
+            (
+                (t.a.add(k * MR) as *const [f32; MR]).read_unaligned(),
+                (t.b.add(k * t.ldb) as *const [f32; NR]).read_unaligned(),
+            )
         };
-        for r in 0..MR {
-            for j in 0..NR {
-                acc[r][j] += a[r] * b[j];
-            }
+        for j in 0..NR {
+            c0[j] += a[0] * b[j];
+            c1[j] += a[1] * b[j];
+            c2[j] += a[2] * b[j];
+            c3[j] += a[3] * b[j];
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
+    for (r, acc) in [c0, c1, c2, c3].iter().enumerate() {
         let bias = if t.bias.is_null() {
             0.0
         } else {
@@ -48,5 +56,68 @@ unsafe fn gemm_4x8(t: &Tile) {
             }
             c[j] = v;
         }
+    }
+}
+
+/// Eight `f32` lanes as a plain array.
+#[derive(Clone, Copy, Debug)]
+pub struct F32x8([f32; 8]);
+
+impl F32x8 {
+    #[inline(always)]
+    fn map2(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+        F32x8(core::array::from_fn(|l| f(self.0[l], o.0[l])))
+    }
+}
+
+impl super::vector::Vector for F32x8 {
+    const N: usize = 8;
+    type Index = [u32; 8];
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        F32x8([0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn index(base: &[u32; super::vector::LANES]) -> [u32; 8] {
+        core::array::from_fn(|l| base[l])
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, idx: [u32; 8]) -> Self {
+        // SAFETY: every `p + idx[l]` is readable (caller's contract).
+        F32x8(idx.map(|i| unsafe { *p.add(i as usize) }))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: `p` is readable for 8 floats (caller's contract).
+        F32x8(unsafe { (p as *const [f32; 8]).read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: `p` is writable for 8 floats (caller's contract).
+        unsafe { (p as *mut [f32; 8]).write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.map2(o, |a, b| a + b)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        self.map2(o, |a, b| a - b)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        F32x8([x; 8])
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        self.map2(o, f32::max)
+    }
+    #[inline(always)]
+    fn scale(self, c: f32) -> Self {
+        F32x8(self.0.map(|a| a * c))
+    }
+    #[inline(always)]
+    fn scale_add(self, c: f32, o: Self) -> Self {
+        self.map2(o, |a, b| a * c + b)
     }
 }

@@ -1,6 +1,6 @@
 //! Winograd `F(m, 3)` transform matrices and the input/output transforms, written once as
-//! portable Rust over `L` lanes (horizontally adjacent tiles) and compiled per ISA by the
-//! `#[target_feature]` wrappers in each ISA module, so the lane loops become vector code.
+//! portable Rust over a [`Vector`] of tiles and compiled per ISA by the `#[target_feature]`
+//! wrappers in each ISA module, which supply the vector type.
 //!
 //! Interpolation points (Toom-Cook, plus the point at infinity):
 //! - `F(2,3)`: `0, 1, -1`;
@@ -10,11 +10,15 @@
 //!   entries of `B^T` and `A^T` are exact in `f32`. `G` is applied in `f64` when weights are
 //!   packed.
 //!
+//! Measured error against an `f64` reference is in the `conv` module documentation: about
+//! 10-20x that of a plain GEMM for `F(4,3)` and `F(6,3)`, the same for `F(2,3)`.
+//!
 //! With `d` an `α x α` input tile (`α = m + 2`) and `g` a `3 x 3` filter,
 //! `Y = A^T [(G g G^T) ⊙ (B^T d B)] A` is the `m x m` output tile of the cross-correlation.
+//! The constant matrices below define the transforms; the kernels apply `B^T` and `A^T` as the
+//! equivalent sparse formulas of `bt` and `at`, which the tests check against the matrices.
 
-/// Tiles transformed per call, at most.
-pub const LANES: usize = 16;
+pub use super::vector::{Vector, LANES};
 
 /// `B^T` of `F(2,3)`.
 pub const BT2: [[f32; 4]; 4] =
@@ -82,185 +86,212 @@ pub const AT6: [[f32; 8]; 6] = [
     [0.0, 1.0, -1.0, 32.0, -32.0, 1.0 / 32.0, -1.0 / 32.0, 1.0],
 ];
 
-/// Input transform of `count` tiles of one channel: `V = B^T d B` per tile.
+/// Input transform of [`LANES`]-at-most tiles of one channel: `V = B^T d B` per tile.
 ///
-/// Tile `l` covers input rows `y0 .. y0 + α` and columns `x0 + m*l .. x0 + m*l + α` of the
-/// `h x w` plane at `src`; positions outside the plane read as zero (padding). Element
-/// `(ξ = i * α + j, l)` of the result is written to `dst[ξ * dst_stride + l]`.
+/// `src` is a zero-padded copy of the channel's plane with rows of `pw` floats; tile `l`'s
+/// `α x α` window starts at `src[base[l]]`. Element `(ξ = i * α + j, l)` of the result is
+/// written to `dst[ξ * dst_stride + l]` for every lane `l < L` of the ISA's kernel (the caller
+/// repeats a valid base in unused lanes and leaves room for all lanes).
 #[derive(Clone, Copy, Debug)]
 pub struct InputArgs {
     pub src: *const f32,
-    pub h: usize,
-    pub w: usize,
-    pub y0: isize,
-    pub x0: isize,
-    pub count: usize,
+    pub pw: usize,
+    pub base: [u32; LANES],
     pub dst: *mut f32,
     pub dst_stride: usize,
 }
 
-/// Output transform of `count` tiles of one channel, with the convolution epilogue:
-/// `Y = A^T M A` per tile, then `out = relu?(Y + bias + out?)`.
+/// Output transform of [`LANES`]-at-most tiles of one channel: `Y = A^T M A` per tile.
 ///
-/// Element `(ξ, l)` of the transform-domain tile `l` is `src[ξ * src_stride + l]`; tile `l`
-/// covers output rows `y0 .. y0 + m` and columns `x0 + m*l .. x0 + m*(l + 1)` of the `h x w`
-/// plane at `dst`, clipped to the plane.
+/// Element `(ξ, l)` of tile `l` is `src[ξ * src_stride + l]`, readable for every lane
+/// `l < L`. Tile `l < count` writes its `m x m` outputs to `dst[base[l] + r * pw + c]`, a
+/// staging plane; [`StoreArgs`] then applies the epilogue.
 #[derive(Clone, Copy, Debug)]
 pub struct OutputArgs {
     pub src: *const f32,
     pub src_stride: usize,
     pub dst: *mut f32,
-    pub h: usize,
-    pub w: usize,
-    pub y0: usize,
-    pub x0: usize,
+    pub pw: usize,
+    pub base: [u32; LANES],
     pub count: usize,
+}
+
+/// The convolution epilogue over one contiguous run: `out[i] = relu?(src[i] + bias + out[i]?)`
+/// for `i < len`.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreArgs {
+    pub src: *const f32,
+    pub out: *mut f32,
+    pub len: usize,
     pub bias: f32,
     pub accumulate: bool,
     pub relu: bool,
 }
 
-/// Width of the gathered input rows: `m * (LANES - 1) + α` for the largest `m`, rounded up.
-const ROW: usize = 6 * LANES + 8;
-
-/// `y[r] = sum_k t[r][k] * x[k]` over lanes; zero coefficients (constants after inlining) are
-/// skipped, so the dense matrices cost what the sparse formulas would.
+/// `B^T d` for one column (or row) `d` of an input tile, as sparse formulas.
 #[inline(always)]
-fn apply<const R: usize, const C: usize, const L: usize>(
-    t: &[[f32; C]; R],
-    x: &[[f32; L]; C],
-) -> [[f32; L]; R] {
-    let mut y = [[0.0f32; L]; R];
-    for r in 0..R {
-        for k in 0..C {
-            let c = t[r][k];
-            if c == 0.0 {
-                continue;
-            }
-            for l in 0..L {
-                y[r][l] += c * x[k][l];
-            }
+fn bt<V: Vector, const M: usize>(d: &[V], r: &mut [V]) {
+    match M {
+        2 => {
+            r[0] = d[0].sub(d[2]);
+            r[1] = d[1].add(d[2]);
+            r[2] = d[2].sub(d[1]);
+            r[3] = d[1].sub(d[3]);
         }
+        4 => {
+            let (a, b) = (d[3].add(d[4]), d[1].add(d[2]));
+            r[0] = d[0].scale_add(4.0, d[2].scale_add(-5.0, d[4]));
+            r[1] = b.scale_add(-4.0, a);
+            r[2] = d[1].sub(d[2]).scale_add(4.0, d[4].sub(d[3]));
+            let (c, e) = (d[4].sub(d[2]), d[3].sub(d[1]));
+            r[3] = e.scale_add(2.0, c);
+            r[4] = e.scale_add(-2.0, c);
+            r[5] = d[1].scale_add(4.0, d[3].scale_add(-5.0, d[5]));
+        }
+        6 => {
+            r[0] = d[4].sub(d[2]).scale_add(5.25, d[0].sub(d[6]));
+            r[7] = d[3].sub(d[5]).scale_add(5.25, d[7].sub(d[1]));
+            let a = d[4].scale_add(-4.25, d[2].add(d[6]));
+            let b = d[3].scale_add(-4.25, d[1].add(d[5]));
+            r[1] = a.add(b);
+            r[2] = a.sub(b);
+            let a = d[4].scale_add(-1.25, d[2].scale_add(0.25, d[6]));
+            let b = d[1].scale_add(0.5, d[3].scale_add(-2.5, d[5].scale(2.0)));
+            r[3] = a.add(b);
+            r[4] = a.sub(b);
+            let a = d[4].scale_add(-5.0, d[2].scale_add(4.0, d[6]));
+            let b = d[1].scale_add(2.0, d[3].scale_add(-2.5, d[5].scale(0.5)));
+            r[5] = a.add(b);
+            r[6] = a.sub(b);
+        }
+        _ => unreachable!(),
     }
-    y
 }
 
-/// The portable body of every ISA's input transform (`M` = m, `A` = α = m + 2).
+/// `A^T m` for one column (or row) `m` of a transform-domain tile, as sparse formulas.
+#[inline(always)]
+fn at<V: Vector, const M: usize>(m: &[V], y: &mut [V]) {
+    match M {
+        2 => {
+            y[0] = m[0].add(m[1]).add(m[2]);
+            y[1] = m[1].sub(m[2]).sub(m[3]);
+        }
+        4 => {
+            let (a, b) = (m[1].add(m[2]), m[1].sub(m[2]));
+            let (c, d) = (m[3].add(m[4]), m[3].sub(m[4]));
+            y[0] = m[0].add(a).add(c);
+            y[1] = d.scale_add(2.0, b);
+            y[2] = c.scale_add(4.0, a);
+            y[3] = d.scale_add(8.0, b).add(m[5]);
+        }
+        6 => {
+            let (a, b) = (m[1].add(m[2]), m[1].sub(m[2]));
+            let (c, d) = (m[3].add(m[4]), m[3].sub(m[4]));
+            let (e, f) = (m[5].add(m[6]), m[5].sub(m[6]));
+            y[0] = m[0].add(a).add(c).add(e);
+            y[1] = d.scale_add(2.0, f.scale_add(0.5, b));
+            y[2] = c.scale_add(4.0, e.scale_add(0.25, a));
+            y[3] = d.scale_add(8.0, f.scale_add(0.125, b));
+            y[4] = c.scale_add(16.0, e.scale_add(1.0 / 16.0, a));
+            y[5] = d.scale_add(32.0, f.scale_add(1.0 / 32.0, b)).add(m[7]);
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// The portable body of every ISA's input transform (`M` = m, `A` = α = m + 2), on `V::N`
+/// lanes.
 ///
 /// # Safety
-/// `count <= L <= LANES`; `src` is readable for `h * w` floats; `dst` is writable at
-/// `ξ * dst_stride + l` for `ξ < α²`, `l < count`.
+/// The ISA of `V` is available; `src` is readable at `base[l] + i * pw + j` for `l < V::N`,
+/// `i, j < α`; `dst` is writable at `ξ * dst_stride + l` for `ξ < α²`, `l < V::N`.
 #[inline(always)]
-pub unsafe fn input<const M: usize, const A: usize, const L: usize>(
-    bt: &[[f32; A]; A],
-    p: &InputArgs,
-) {
-    debug_assert!(p.count <= L && L <= LANES && M * (L - 1) + A <= ROW);
-    let width = M * (p.count - 1) + A;
-    let mut rows = [[0.0f32; ROW]; A];
-    for (i, row) in rows.iter_mut().enumerate() {
-        let iy = p.y0 + i as isize;
-        if iy < 0 || iy >= p.h as isize {
-            continue;
-        }
-        // Columns of `row` that fall inside the plane.
-        let lo = (-p.x0).clamp(0, width as isize) as usize;
-        let hi = (p.w as isize - p.x0).clamp(lo as isize, width as isize) as usize;
-        if lo < hi {
-            // SAFETY: `iy < h` and `x0 + lo .. x0 + hi` lies in `0..w`, so the source run is
-            // inside the plane the caller made readable.
-            let src = unsafe {
-                core::slice::from_raw_parts(
-                    p.src.add(iy as usize * p.w + (p.x0 + lo as isize) as usize),
-                    hi - lo,
-                )
-            };
-            row[lo..hi].copy_from_slice(src);
-        }
+#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
+pub unsafe fn input<V: Vector, const M: usize, const A: usize>(p: &InputArgs) {
+    // SAFETY: the ISA is available (caller's contract).
+    let idx = unsafe { V::index(&p.base) };
+    // Along x first (t = d B, per input row i), then along y (V = B^T t).
+    // SAFETY: as above.
+    let zero = unsafe { V::zero() };
+    let mut t: [[V; A]; A] = [[zero; A]; A];
+    for (i, ti) in t.iter_mut().enumerate() {
+        // SAFETY: inside every lane's window (caller's contract).
+        let d: [V; A] =
+            core::array::from_fn(|j| unsafe { V::gather(p.src.add(i * p.pw + j), idx) });
+        bt::<V, M>(&d, ti);
     }
-    // d[i][j][l]: rows transformed along x first (t = d B), then along y (V = B^T t).
-    let mut t = [[[0.0f32; L]; A]; A];
-    for i in 0..A {
-        let mut d = [[0.0f32; L]; A];
-        for (j, dj) in d.iter_mut().enumerate() {
-            for (l, v) in dj.iter_mut().enumerate() {
-                *v = rows[i][M * l + j];
-            }
-        }
-        t[i] = apply(bt, &d);
-    }
+    let mut v = t[0];
     for j in 0..A {
-        let col: [[f32; L]; A] = core::array::from_fn(|i| t[i][j]);
-        let v = apply(bt, &col);
+        let col: [V; A] = core::array::from_fn(|i| t[i][j]);
+        bt::<V, M>(&col, &mut v);
         for (i, vi) in v.iter().enumerate() {
-            // SAFETY: `(i * A + j) < α²` and `count <= L`, inside what the caller made writable.
-            let dst = unsafe {
-                core::slice::from_raw_parts_mut(p.dst.add((i * A + j) * p.dst_stride), p.count)
-            };
-            dst.copy_from_slice(&vi[..p.count]);
+            // SAFETY: `ξ = i * A + j < α²`, `N` lanes: writable by the caller's contract.
+            unsafe { vi.store(p.dst.add((i * A + j) * p.dst_stride)) };
         }
     }
 }
 
-/// The portable body of every ISA's output transform.
+/// The portable body of every ISA's output transform, on `V::N` lanes.
 ///
 /// # Safety
-/// `count <= L <= LANES`; `src` is readable at `ξ * src_stride + l` for `ξ < α²`, `l < count`;
-/// `dst` is readable and writable for `h * w` floats; `y0 < h`, `x0 < w`.
+/// The ISA of `V` is available; `count <= V::N`; `src` is readable at `ξ * src_stride + l` for
+/// `ξ < α²`, `l < V::N`; `dst` is writable at `base[l] + r * pw + c` for `l < count`,
+/// `r, c < m`.
 #[inline(always)]
-pub unsafe fn output<const M: usize, const A: usize, const L: usize>(
-    at: &[[f32; A]; M],
-    p: &OutputArgs,
-) {
-    debug_assert!(p.count <= L && L <= LANES && p.y0 < p.h && p.x0 < p.w);
-    // s[ξ][l], zero beyond `count` so the unused lanes stay finite.
-    let mut s = [[[0.0f32; L]; A]; A];
-    for (xi, v) in s.iter_mut().flatten().enumerate() {
-        // SAFETY: `ξ < α²` and `count <= L`: readable by the caller's contract.
-        let src = unsafe { core::slice::from_raw_parts(p.src.add(xi * p.src_stride), p.count) };
-        v[..p.count].copy_from_slice(src);
-    }
-    // Along y (rows of `s`), then along x.
-    let mut u = [[[0.0f32; L]; A]; M];
+#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
+pub unsafe fn output<V: Vector, const M: usize, const A: usize>(p: &OutputArgs) {
+    // Along y (columns of the α x α tile), then along x.
+    // SAFETY: rows `ξ < α²` hold `N` readable lanes (caller's contract).
+    let load = |xi: usize| unsafe { V::load(p.src.add(xi * p.src_stride)) };
+    // SAFETY: the ISA is available (caller's contract).
+    let zero = unsafe { V::zero() };
+    let mut u: [[V; A]; M] = [[zero; A]; M];
+    let mut r: [V; M] = [zero; M];
     for j in 0..A {
-        let col: [[f32; L]; A] = core::array::from_fn(|i| s[i][j]);
-        let r = apply(at, &col);
+        let col: [V; A] = core::array::from_fn(|i| load(i * A + j));
+        at::<V, M>(&col, &mut r);
         for (i, ri) in r.iter().enumerate() {
             u[i][j] = *ri;
         }
     }
-    let n = (M * p.count).min(p.w - p.x0);
-    for (r, ur) in u.iter().enumerate() {
-        let oy = p.y0 + r;
-        if oy >= p.h {
-            break;
+    let mut y = [[0.0f32; LANES]; M];
+    for (i, ui) in u.iter().enumerate() {
+        at::<V, M>(ui, &mut r);
+        for (c, rc) in r.iter().enumerate() {
+            // SAFETY: `y[c]` holds `LANES >= N` floats.
+            unsafe { rc.store(y[c].as_mut_ptr()) };
         }
-        let y = apply(at, ur);
-        let mut row = [0.0f32; ROW];
-        for (c, yc) in y.iter().enumerate() {
-            for (l, v) in yc.iter().enumerate() {
-                row[M * l + c] = *v;
+        for l in 0..p.count {
+            for (c, yc) in y.iter().enumerate() {
+                // SAFETY: `l < count`, `i, c < m`: writable by the caller's contract.
+                unsafe { *p.dst.add(p.base[l] as usize + i * p.pw + c) = yc[l] };
             }
-        }
-        // SAFETY: `oy < h` and `x0 + n <= w`: inside the plane the caller made writable.
-        let out = unsafe { core::slice::from_raw_parts_mut(p.dst.add(oy * p.w + p.x0), n) };
-        for (o, v) in out.iter_mut().zip(&row[..n]) {
-            let mut x = *v + p.bias;
-            if p.accumulate {
-                x += *o;
-            }
-            if p.relu {
-                x = x.max(0.0);
-            }
-            *o = x;
         }
     }
 }
 
+/// The portable body of every ISA's epilogue store.
+///
+/// # Safety
+/// `src` is readable and `out` readable and writable for `len` floats; they do not overlap.
+#[inline(always)]
+pub unsafe fn store(p: &StoreArgs) {
+    // SAFETY: caller's contract.
+    let (src, out) = unsafe {
+        (core::slice::from_raw_parts(p.src, p.len), core::slice::from_raw_parts_mut(p.out, p.len))
+    };
+    match (p.accumulate, p.relu) {
+        (false, false) => out.iter_mut().zip(src).for_each(|(o, s)| *o = s + p.bias),
+        (false, true) => out.iter_mut().zip(src).for_each(|(o, s)| *o = (s + p.bias).max(0.0)),
+        (true, false) => out.iter_mut().zip(src).for_each(|(o, s)| *o += s + p.bias),
+        (true, true) => out.iter_mut().zip(src).for_each(|(o, s)| *o = (s + p.bias + *o).max(0.0)),
+    }
+}
+
 /// Defines the three input and output transforms of an ISA (`WINOGRAD`) as wrappers around
-/// [`input`] and [`output`] with `L` lanes, carrying the ISA's `#[target_feature]` attribute.
+/// [`input`] and [`output`] on the vector type `$v`, carrying the ISA's `#[target_feature]` attribute.
 macro_rules! winograd_kernels {
-    ($(#[$attr:meta])* lanes = $lanes:literal) => {
+    ($(#[$attr:meta])* vector = $v:ty) => {
         use $crate::arch::winograd::{self as wg, InputArgs, OutputArgs};
 
         /// # Safety
@@ -268,49 +299,96 @@ macro_rules! winograd_kernels {
         $(#[$attr])*
         unsafe fn wino_in2(p: &InputArgs) {
             // SAFETY: the caller upholds `wg::input`'s contract.
-            unsafe { wg::input::<2, 4, $lanes>(&wg::BT2, p) }
+            unsafe { wg::input::<$v, 2, 4>(p) }
         }
         /// # Safety
         /// See [`wg::input`]; the ISA is available.
         $(#[$attr])*
         unsafe fn wino_in4(p: &InputArgs) {
             // SAFETY: the caller upholds `wg::input`'s contract.
-            unsafe { wg::input::<4, 6, $lanes>(&wg::BT4, p) }
+            unsafe { wg::input::<$v, 4, 6>(p) }
         }
         /// # Safety
         /// See [`wg::input`]; the ISA is available.
         $(#[$attr])*
         unsafe fn wino_in6(p: &InputArgs) {
             // SAFETY: the caller upholds `wg::input`'s contract.
-            unsafe { wg::input::<6, 8, $lanes>(&wg::BT6, p) }
+            unsafe { wg::input::<$v, 6, 8>(p) }
         }
         /// # Safety
         /// See [`wg::output`]; the ISA is available.
         $(#[$attr])*
         unsafe fn wino_out2(p: &OutputArgs) {
             // SAFETY: the caller upholds `wg::output`'s contract.
-            unsafe { wg::output::<2, 4, $lanes>(&wg::AT2, p) }
+            unsafe { wg::output::<$v, 2, 4>(p) }
         }
         /// # Safety
         /// See [`wg::output`]; the ISA is available.
         $(#[$attr])*
         unsafe fn wino_out4(p: &OutputArgs) {
             // SAFETY: the caller upholds `wg::output`'s contract.
-            unsafe { wg::output::<4, 6, $lanes>(&wg::AT4, p) }
+            unsafe { wg::output::<$v, 4, 6>(p) }
         }
         /// # Safety
         /// See [`wg::output`]; the ISA is available.
         $(#[$attr])*
         unsafe fn wino_out6(p: &OutputArgs) {
             // SAFETY: the caller upholds `wg::output`'s contract.
-            unsafe { wg::output::<6, 8, $lanes>(&wg::AT6, p) }
+            unsafe { wg::output::<$v, 6, 8>(p) }
+        }
+
+        /// # Safety
+        /// See [`wg::store`]; the ISA is available.
+        $(#[$attr])*
+        unsafe fn wino_store(p: &wg::StoreArgs) {
+            // SAFETY: the caller upholds `wg::store`'s contract.
+            unsafe { wg::store(p) }
         }
 
         const WINOGRAD: [$crate::arch::WinogradKernels; 3] = [
-            $crate::arch::WinogradKernels { lanes: $lanes, input: wino_in2, output: wino_out2 },
-            $crate::arch::WinogradKernels { lanes: $lanes, input: wino_in4, output: wino_out4 },
-            $crate::arch::WinogradKernels { lanes: $lanes, input: wino_in6, output: wino_out6 },
+            $crate::arch::WinogradKernels { lanes: <$v as wg::Vector>::N, input: wino_in2, output: wino_out2, store: wino_store },
+            $crate::arch::WinogradKernels { lanes: <$v as wg::Vector>::N, input: wino_in4, output: wino_out4, store: wino_store },
+            $crate::arch::WinogradKernels { lanes: <$v as wg::Vector>::N, input: wino_in6, output: wino_out6, store: wino_store },
         ];
     };
 }
 pub(crate) use winograd_kernels;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::scalar::F32x8;
+
+    /// The sparse formulas of `bt` and `at` apply exactly the documented matrices.
+    #[test]
+    fn formulas_match_matrices() {
+        fn lanes(seed: usize) -> F32x8 {
+            let v: [f32; 8] = core::array::from_fn(|l| ((seed * 31 + l * 17) % 23) as f32 - 11.0);
+            // SAFETY: the scalar ISA is always available and `v` holds 8 floats.
+            unsafe { F32x8::load(v.as_ptr()) }
+        }
+        fn check<const M: usize, const A: usize>(bt_m: &[[f32; A]; A], at_m: &[[f32; A]; M]) {
+            let d: [F32x8; A] = core::array::from_fn(lanes);
+            let (mut r, mut y) = ([d[0]; A], [d[0]; M]);
+            bt::<F32x8, M>(&d, &mut r);
+            at::<F32x8, M>(&d, &mut y);
+            let get = |v: F32x8| {
+                let mut out = [0.0f32; 8];
+                // SAFETY: `out` holds 8 floats.
+                unsafe { v.store(out.as_mut_ptr()) };
+                out
+            };
+            for (rows, got) in [(&bt_m[..], &r[..]), (&at_m[..], &y[..])] {
+                for (row, g) in rows.iter().zip(got) {
+                    for (l, g) in get(*g).iter().enumerate() {
+                        let want: f32 = row.iter().zip(&d).map(|(c, x)| c * get(*x)[l]).sum();
+                        assert!((g - want).abs() <= 1e-4 * (1.0 + want.abs()), "F({M},3)");
+                    }
+                }
+            }
+        }
+        check::<2, 4>(&BT2, &AT2);
+        check::<4, 6>(&BT4, &AT4);
+        check::<6, 8>(&BT6, &AT6);
+    }
+}

@@ -77,14 +77,16 @@ pub(super) unsafe fn run(
                 }
             }
         } else {
-            pack_b(geom, img, in_shape, l.out, k0, kc, job.col0, job.ncols, nr, scratch);
+            let (panels, phases) = scratch.split_at_mut(l.kc * job.ncols.div_ceil(nr) * nr);
+            let cols = (job.col0, job.ncols);
+            pack_b(geom, img, in_shape, l.out, k0, kc, cols, nr, panels, phases);
         }
         let first = chunk == 0;
         let last = chunk + 1 == chunks;
         // One `B` panel (`kc x NR`) stays in L1 while every `A` panel streams past it.
         for j in 0..panels {
             let cols = nr.min(job.ncols - j * nr);
-            for p in 0..pc.m_pad / mr {
+            for p in job.panels.clone() {
                 let rows = mr.min(cout_g - p * mr);
                 let (b, ldb) = if direct && cols == nr {
                     (img[k0 * plane + job.col0 + j * nr..].as_ptr(), plane)
@@ -157,9 +159,30 @@ unsafe fn store_tile(
     }
 }
 
+/// Floats [`pack_b`] needs besides the panels: the phase-split input rows of one (channel,
+/// kernel row) for the output rows a block of `nc` columns touches.
+pub(super) fn phases_len(geom: &Conv2dGeometry, in_shape: Shape, out: Shape, nc: usize) -> usize {
+    if split_phases(geom) {
+        (nc.div_ceil(out.w) + 1).min(out.h) * in_shape.w.div_ceil(geom.stride_w) * geom.stride_w
+    } else {
+        0
+    }
+}
+
+/// Whether [`pack_b`] splits input rows into phases: with a horizontal stride and several
+/// kernel columns to share each split row.
+fn split_phases(geom: &Conv2dGeometry) -> bool {
+    geom.stride_w > 1 && geom.kernel_w > 1
+}
+
 /// Packs rows `k0 .. k0 + kc` and columns `col0 .. col0 + ncols` of the implicit im2col matrix
 /// of one image and group (`img`: its `in/groups` channel planes) into `NR`-column panels
 /// (`dst[(panel * kc + k) * nr + j]`), zero where the window reads padding and past `ncols`.
+///
+/// Row by row, so each input row is read front to back (which the hardware prefetchers
+/// follow), with runs split at output-row and panel boundaries. With a horizontal stride `s`
+/// the input rows of one (channel, kernel row) are first split into their `s` phases
+/// (`x = j * s + q`) in `phases`, so that every kernel column copies contiguous runs.
 #[allow(clippy::too_many_arguments)]
 fn pack_b(
     geom: &Conv2dGeometry,
@@ -168,10 +191,10 @@ fn pack_b(
     out: Shape,
     k0: usize,
     kc: usize,
-    col0: usize,
-    ncols: usize,
+    (col0, ncols): (usize, usize),
     nr: usize,
     dst: &mut [f32],
+    phases: &mut [f32],
 ) {
     let (ih, iw) = (in_shape.h, in_shape.w);
     let plane = ih * iw;
@@ -179,50 +202,123 @@ fn pack_b(
     let (sh, sw) = (geom.stride_h, geom.stride_w);
     let (ph, pw) = (geom.pad_h as isize, geom.pad_w as isize);
     let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
-    for (j, panel) in dst[..ncols.div_ceil(nr) * kc * nr].chunks_exact_mut(kc * nr).enumerate() {
-        let p0 = col0 + j * nr;
-        let cols = nr.min(ncols - j * nr);
-        let (oy0, ox0) = (p0 / out.w, p0 % out.w);
-        for (kk, row) in panel.chunks_exact_mut(nr).enumerate() {
-            let k = k0 + kk;
-            let (ci, rem) = (k / (kh * kw), k % (kh * kw));
-            let (ky, kx) = (rem / kw, rem % kw);
-            let src = &img[ci * plane..][..plane];
-            row[cols..].fill(0.0);
-            if pointwise {
-                row[..cols].copy_from_slice(&src[p0..][..cols]);
-                continue;
+    let panels = ncols.div_ceil(nr);
+    let dst = &mut dst[..panels * kc * nr];
+    let tail = panels * nr - ncols;
+    let (oy0, ox0) = (col0 / out.w, col0 % out.w);
+    // Phase rows: `phase_w` floats per phase, `sw` phases per output row of the block.
+    let split = split_phases(geom);
+    let phase_w = iw.div_ceil(sw);
+    let mut phased = None;
+    // The (channel, kernel row, kernel column) of row `k`, advanced without divisions.
+    let mut next = (k0 / (kh * kw), (k0 / kw) % kh, k0 % kw);
+    for kk in 0..kc {
+        let (ci, ky, kx) = next;
+        next = match (ky + 1 == kh, kx + 1 == kw) {
+            (_, false) => (ci, ky, kx + 1),
+            (false, true) => (ci, ky + 1, 0),
+            (true, true) => (ci + 1, 0, 0),
+        };
+        let src = &img[ci * plane..][..plane];
+        let at = |q: usize| (q / nr * kc + kk) * nr + q % nr;
+        if tail > 0 {
+            dst[at(ncols)..][..tail].fill(0.0);
+        }
+        if pointwise {
+            let mut q = 0;
+            while q < ncols {
+                let run = (ncols - q).min(nr - q % nr);
+                copy(&mut dst[at(q)..][..run], &src[col0 + q..][..run]);
+                q += run;
             }
-            let (mut oy, mut ox, mut q) = (oy0, ox0, 0);
-            while q < cols {
-                let run = (cols - q).min(out.w - ox);
-                let seg = &mut row[q..q + run];
-                let iy = (oy * sh + ky) as isize - ph;
+            continue;
+        }
+        let rows = (col0 + ncols - 1) / out.w - oy0 + 1;
+        if split && phased != Some((ci, ky)) {
+            phased = Some((ci, ky));
+            for (r, row) in phases[..rows * sw * phase_w].chunks_exact_mut(sw * phase_w).enumerate()
+            {
+                let iy = ((oy0 + r) * sh + ky) as isize - ph;
                 if iy < 0 || iy >= ih as isize {
-                    seg.fill(0.0);
+                    continue;
+                }
+                let line = &src[iy as usize * iw..][..iw];
+                let (even, odd) = row.split_at_mut(phase_w);
+                if sw == 2 {
+                    for ((e, o), pair) in
+                        even.iter_mut().zip(odd.iter_mut()).zip(line.chunks_exact(2))
+                    {
+                        (*e, *o) = (pair[0], pair[1]);
+                    }
+                    if iw % 2 == 1 {
+                        even[iw / 2] = line[iw - 1];
+                    }
                 } else {
-                    let line = &src[iy as usize * iw..][..iw];
-                    let ix0 = (ox * sw + kx) as isize - pw;
-                    if sw == 1 {
-                        let lo = (-ix0).clamp(0, run as isize) as usize;
-                        let hi = (iw as isize - ix0).clamp(lo as isize, run as isize) as usize;
-                        seg[..lo].fill(0.0);
-                        seg[hi..].fill(0.0);
-                        if lo < hi {
-                            let s0 = (ix0 + lo as isize) as usize;
-                            seg[lo..hi].copy_from_slice(&line[s0..s0 + hi - lo]);
-                        }
-                    } else {
-                        for (i, v) in seg.iter_mut().enumerate() {
-                            let ix = ix0 + (i * sw) as isize;
-                            *v = if ix >= 0 && ix < iw as isize { line[ix as usize] } else { 0.0 };
+                    for (q, phase) in row.chunks_exact_mut(phase_w).enumerate() {
+                        for (p, v) in phase.iter_mut().zip(line[q.min(iw)..].iter().step_by(sw)) {
+                            *p = *v;
                         }
                     }
                 }
-                q += run;
+            }
+        }
+        // Input column `ox * sw + kx - pw` is element `ox + shift` of phase `q`.
+        let (q, shift) = (
+            (kx as isize - pw).rem_euclid(sw as isize),
+            (kx as isize - pw).div_euclid(sw as isize),
+        );
+        let phase_len = (iw as isize - q).max(0) as usize;
+        let phase_len = phase_len.div_ceil(sw) as isize;
+        let (mut oy, mut ox, mut c) = (oy0, ox0, 0);
+        while c < ncols {
+            let run = (ncols - c).min(out.w - ox).min(nr - c % nr);
+            let seg = &mut dst[at(c)..][..run];
+            let iy = (oy * sh + ky) as isize - ph;
+            if iy < 0 || iy >= ih as isize {
+                seg.fill(0.0);
+            } else {
+                // Run element `i` reads element `j0 + i * step` of `line`, of length `len`.
+                let (line, j0, step, len) = if split {
+                    let row = &phases[(oy - oy0) * sw * phase_w..][..sw * phase_w];
+                    (&row[q as usize * phase_w..][..phase_w], ox as isize + shift, 1, phase_len)
+                } else {
+                    let line = &src[iy as usize * iw..][..iw];
+                    (line, (ox * sw) as isize + kx as isize - pw, sw, iw as isize)
+                };
+                // Outputs `lo .. hi` of the run read inside the row; the rest is padding.
+                let lo = ((-j0).max(0) as usize).div_ceil(step).min(run);
+                let hi = ((len - j0).max(0) as usize).div_ceil(step).clamp(lo, run);
+                seg[..lo].fill(0.0);
+                seg[hi..].fill(0.0);
+                if lo < hi {
+                    let s0 = (j0 + (lo * step) as isize) as usize;
+                    if step == 1 {
+                        copy(&mut seg[lo..hi], &line[s0..s0 + hi - lo]);
+                    } else {
+                        let src = line[s0..].iter().step_by(step);
+                        seg[lo..hi].iter_mut().zip(src).for_each(|(v, x)| *v = *x);
+                    }
+                }
+            }
+            c += run;
+            ox += run;
+            if ox == out.w {
                 ox = 0;
                 oy += 1;
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of packing, in fixed-size pieces that compile
+/// to a few vector moves instead of a `memcpy` call each.
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }

@@ -10,6 +10,9 @@
 //! - `B` is packed per task into `NR`-column panels by an implicit im2col that writes the panel
 //!   layout directly and supplies the zero padding ([`ConvAlgo::Gemm`]), or read in place from
 //!   the input rows for pointwise convolutions ([`ConvAlgo::Direct`]).
+//! - Other stride-1 convolutions can skip the GEMM: [`ConvAlgo::Direct`] runs a direct kernel
+//!   over a zero-padded copy of the input rows, vectorised along output rows, 4 output
+//!   channels at a time, which wins when groups have few channels (ResNeXt).
 //! - Winograd `F(m, 3)` ([`ConvAlgo::Winograd2`], `4`, `6`) transforms input tiles straight into
 //!   packed panels, runs one GEMM per transform position through the same micro-kernel, and
 //!   applies the epilogue in the output transform.
@@ -21,8 +24,8 @@
 //!
 //! Accuracy against an `f64` reference on ResNet-like 3x3 layers (inputs in `[0, 1)`,
 //! Kaiming-scaled weights; `max |error| / max |output|`, see `tests/kernels_conv.rs`):
-//! GEMM and Direct `3e-7 .. 5e-7`, `F(2,3)` `3e-7 .. 8e-7`, `F(4,3)` `1e-6 .. 5e-6`,
-//! `F(6,3)` `2e-6 .. 8e-6`.
+//! GEMM `3e-7 .. 5e-7`, direct `1e-6 .. 2e-6` (one accumulator per output over the whole
+//! reduction), `F(2,3)` `3e-7 .. 5e-7`, `F(4,3)` `3e-6 .. 6e-6`, `F(6,3)` `5e-6 .. 8e-6`.
 //!
 //! # Choosing the algorithm
 //! [`PackedConv::choose`] (geometry only, what [`PackedConv::new`] uses when no algorithm is
@@ -30,6 +33,7 @@
 //! Winograd tile) state the rules and the measurements behind them.
 #![cfg(feature = "alloc")]
 
+mod direct;
 mod gemm;
 mod winograd;
 
@@ -37,6 +41,7 @@ use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::ops::Range;
 
+use crate::arch::direct::CO;
 use crate::arch::{self, Isa, Kernels};
 use crate::epilogue::Epilogue;
 use crate::shape::{Conv2dGeometry, Shape};
@@ -44,10 +49,11 @@ use crate::shape::{Conv2dGeometry, Shape};
 /// How a [`PackedConv`] computes the convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvAlgo {
-    /// Pointwise (`1x1`, stride 1, no padding) convolution read straight from the NCHW input:
-    /// the micro-kernel streams the input rows in place instead of a packed copy (only a
-    /// partial last column panel is packed). Not a direct `kxk` convolution: larger kernels
-    /// use [`ConvAlgo::Gemm`].
+    /// Convolution without an im2col copy; stride 1. Pointwise (`1x1`, no padding): the GEMM
+    /// micro-kernel streams the NCHW input rows in place (only a partial last column panel is
+    /// packed). Larger kernels: a direct convolution over a zero-padded copy of the input,
+    /// vectorised along output rows, 4 output channels per pass (the `arch::direct` kernel);
+    /// it wins where groups have few channels (ResNeXt).
     Direct,
     /// GEMM over an implicit im2col, packed per task into the micro-kernel's panel layout.
     /// Applies to every geometry.
@@ -153,11 +159,12 @@ pub struct PackedConv {
     geom: Conv2dGeometry,
     algo: ConvAlgo,
     kernels: Kernels,
-    /// Output channels per group, rounded up to the micro-kernel's `MR`.
+    /// Output channels per group, rounded up to a whole panel ([`PackedConv::panel_rows`]).
     m_pad: usize,
     /// GEMM depth: `in/groups * kh * kw`, or `in/groups` for Winograd.
     depth: usize,
-    /// Packed `A`. GEMM: `[group][panel][k][MR]`; Winograd: `[group][ξ][panel][k][MR]`.
+    /// Packed weights. GEMM: `[group][panel][k][MR]`; Winograd: `[group][ξ][panel][k][MR]`;
+    /// direct `kxk`: `[group][panel][in/groups][kh][kw][CO]`.
     a: Vec<f32>,
     /// Bias per group, zero-padded to `m_pad`.
     bias: Vec<f32>,
@@ -242,7 +249,9 @@ impl PackedConv {
             return None;
         }
         let mr = kernels.gemm.mr;
-        let m_pad = geom.out_per_group().div_ceil(mr) * mr;
+        let direct = algo == ConvAlgo::Direct && !pointwise(geom);
+        let rows = if direct { CO } else { mr };
+        let m_pad = geom.out_per_group().div_ceil(rows) * rows;
         let mut bias_packed = Vec::with_capacity(geom.groups * m_pad);
         for g in 0..geom.groups {
             let b = &bias[g * geom.out_per_group()..][..geom.out_per_group()];
@@ -250,6 +259,10 @@ impl PackedConv {
             bias_packed.resize((g + 1) * m_pad, 0.0);
         }
         let (depth, a) = match algo.winograd_m() {
+            None if direct => {
+                let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
+                (depth, direct::pack_weights(geom, weight, m_pad))
+            }
             None => {
                 let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
                 (depth, gemm::pack_weights(geom, weight, mr, m_pad))
@@ -260,56 +273,72 @@ impl PackedConv {
     }
 
     /// The algorithm [`PackedConv::new`] uses when none is forced, from the geometry alone:
-    /// [`ConvAlgo::Direct`] for pointwise convolutions, [`ConvAlgo::Winograd2`] for `3x3`
-    /// stride 1 padding 1, [`ConvAlgo::Gemm`] otherwise. `F(2,3)` is the one Winograd variant
-    /// that is never much slower than the best at any image size (60-100% of the best in the
-    /// table of [`PackedConv::choose_for_input`], while `F(4,3)` and `F(6,3)` drop to 20% and
-    /// 10% at 7x7); when the input shape is known, [`PackedConv::choose_for_input`] picks the
-    /// tile size too.
+    ///
+    /// - pointwise (`1x1`, stride 1, no padding): [`ConvAlgo::Direct`];
+    /// - stride 1 with at most 16 input or output channels per group (ResNeXt's grouped 3x3):
+    ///   [`ConvAlgo::Direct`];
+    /// - `3x3`, stride 1, padding 1: [`ConvAlgo::Winograd2`], the one Winograd variant that is
+    ///   never much slower than the best at any image size (60-100% of the best in the table
+    ///   of [`PackedConv::choose_for_input`], while `F(4,3)` and `F(6,3)` drop to 20% and 10%
+    ///   at 7x7);
+    /// - other stride-1 kernels with at most 128 input channels per group:
+    ///   [`ConvAlgo::Direct`] (faster than GEMM on 3x3 layers up to 128 channels);
+    /// - everything else: [`ConvAlgo::Gemm`].
+    ///
+    /// When the input shape is known, [`PackedConv::choose_for_input`] also picks the Winograd
+    /// tile size.
     pub fn choose(isa: Isa, geom: &Conv2dGeometry) -> ConvAlgo {
         let _ = isa;
-        if PackedConv::supports(ConvAlgo::Direct, geom) {
+        let stride1 = geom.stride_h == 1 && geom.stride_w == 1;
+        let few = geom.in_per_group().min(geom.out_per_group()) <= 16;
+        if pointwise(geom) || (stride1 && few) {
             ConvAlgo::Direct
         } else if PackedConv::supports(ConvAlgo::Winograd2, geom) {
             ConvAlgo::Winograd2
+        } else if stride1 && geom.in_per_group() <= 128 {
+            ConvAlgo::Direct
         } else {
             ConvAlgo::Gemm
         }
     }
 
-    /// The algorithm to use for inputs of `in_shape` (only its height and width matter).
+    /// The algorithm to use for inputs of `in_shape` (only its height and width matter): as
+    /// [`PackedConv::choose`], except that Winograd layers get the tile size that suits the
+    /// image:
     ///
-    /// - Pointwise (`1x1`, stride 1, no padding): [`ConvAlgo::Direct`] (equal to
-    ///   [`ConvAlgo::Gemm`] within noise with AVX-512, up to 20% faster with AVX2, no `B`
-    ///   copy).
-    /// - `3x3`, stride 1, padding 1: Winograd, always (at least as fast as GEMM on every
-    ///   measured shape, 2-3x faster on most); `F(m,3)` minimising
-    ///   `score(m) = (α²/m²) · edge(m) / fill(m) · w(m)`, where `α²/m²` is the GEMM work per
-    ///   output pixel, `edge(m) = ⌈H/m⌉⌈W/m⌉m² / (HW)` the partial-tile waste,
-    ///   `fill(m) = T / (⌈T/NR⌉ NR)` how full the micro-kernel's column panels are with
-    ///   `T = ⌈H/m⌉⌈W/m⌉` tiles per image, and `w = 0.85, 1.0, 1.1` for `m = 2, 4, 6` the
-    ///   relative cost of the transforms (fitted to the measurements below).
-    /// - Everything else: [`ConvAlgo::Gemm`].
+    /// `F(m,3)` minimising `score(m) = (α²/m²) · edge(m) / fill(m) · w(m)`, where `α²/m²` is
+    /// the GEMM work per output pixel, `edge(m) = ⌈H/m⌉⌈W/m⌉m² / (HW)` the partial-tile waste,
+    /// `fill(m) = T / (⌈T/NR⌉ NR)` how full the micro-kernel's column panels are with
+    /// `T = ⌈H/m⌉⌈W/m⌉` tiles per image, and `w = 0.85, 1.0, 1.1` for `m = 2, 4, 6` the
+    /// relative cost of the transforms (fitted to the measurements below).
     ///
-    /// Measured (`examples`-style best-of-N, one thread, batch 1, GFLOP/s counting the direct
-    /// convolution's `2·MACs`, so Winograd can exceed the machine's peak of ~176), AVX-512 /
-    /// AVX2 on an AVX-512 Xeon (48 KiB L1d, 2 MiB L2):
+    /// Measured with `benches/conv_table.rs` (best of N, one thread, batch 1, GFLOP/s counting
+    /// the direct convolution's `2·MACs`, so Winograd can exceed the machine's peak of ~176),
+    /// AVX-512 / AVX2 on an AVX-512 Xeon (48 KiB L1d, 2 MiB L2) shared with other jobs, so
+    /// +-20% between runs:
     ///
-    /// | 3x3/1 layer       | GEMM     | F(2,3)    | F(4,3)    | F(6,3)    | rule picks |
-    /// |-------------------|----------|-----------|-----------|-----------|------------|
-    /// | 64->64, 56x56     | 109 / 51 | 154 / 101 | 245 / 172 | 237 / 176 | F(4,3)     |
-    /// | 128->128, 28x28   | 121 / 62 | 193 / 122 | 296 / 180 | 337 / 189 | F(6,3)     |
-    /// | 256->256, 14x14   | 113 / 65 | 212 / 125 | 198 / 201 | 110 / 73  | F(2,3) / F(4,3) |
-    /// | 512->512, 7x7     | 94 / 50  | 94 / 118  | 33 / 21   | 18 / 13   | F(2,3)     |
-    /// | 16->16, 32x32     | 46 / 25  | 64 / 47   | 104 / 78  | 80 / 61   | F(4,3)     |
-    /// | 64->64, 8x8       | 44 / 33  | 98 / 94   | 51 / 55   | 29 / 31   | F(2,3)     |
-    /// | 128->128 g32, 56x56 | 11 / 6 | 13 / 10   | 28 / 19   | 29 / 20   | F(4,3)     |
+    /// | 3x3/1 layer           | Direct    | GEMM      | F(2,3)    | F(4,3)    | F(6,3)    |
+    /// |-----------------------|-----------|-----------|-----------|-----------|-----------|
+    /// | 64->64, 56x56         | 122 / 65  | 93 / 51   | 150 / 101 | 242 / 172 | 226 / 178 |
+    /// | 128->128, 28x28       | 100 / 64  | 104 / 58  | 194 / 122 | 273 / 172 | 285 / 192 |
+    /// | 256->256, 14x14       | 71 / 59   | 91 / 60   | 197 / 116 | 181 / 190 | 104 / 104 |
+    /// | 512->512, 7x7         | 36 / 35   | 85 / 48   | 102 / 118 | 30 / 34   | 16 / 18   |
+    /// | 16->16, 32x32         | 123 / 69  | 46 / 25   | 78 / 47   | 125 / 75  | 78 / 64   |
+    /// | 64->64, 8x8           | 41 / 43   | 40 / 39   | 93 / 97   | 45 / 60   | 27 / 34   |
+    /// | 128 g32 (4/g), 56x56  | 78 / 51   | 10 / 7    | 13 / 8    | 21 / 16   | 21 / 20   |
+    /// | 256 g32 (8/g), 28x28  | 92 / 55   | 16 / 10   | 28 / 23   | 42 / 36   | 49 / 36   |
+    /// | 512 g32 (16/g), 14x14 | 68 / 55   | 19 / 14   | 44 / 34   | 64 / 64   | 40 / 36   |
+    /// | 1024 g32 (32/g), 7x7  | 36 / 36   | 23 / 16   | 54 / 50   | 27 / 33   | 15 / 19   |
+    ///
+    /// The rule's picks (with the 16-channel Direct threshold) are the best or within ~10% of it
+    /// in every row except `512 g32` with AVX2 (Direct 55 vs `F(4,3)` 64).
     pub fn choose_for_input(isa: Isa, geom: &Conv2dGeometry, in_shape: Shape) -> ConvAlgo {
-        if !PackedConv::supports(ConvAlgo::Winograd2, geom) {
-            return PackedConv::choose(isa, geom);
+        let by_geometry = PackedConv::choose(isa, geom);
+        if by_geometry != ConvAlgo::Winograd2 {
+            return by_geometry;
         }
         let Some(out) = geom.output_shape(in_shape) else {
-            return PackedConv::choose(isa, geom);
+            return by_geometry;
         };
         let nr = arch::kernels(isa).map_or(8, |k| k.gemm.nr);
         let score = |m: usize, w: f64| {
@@ -332,12 +361,6 @@ impl PackedConv {
 
     /// Whether `algo` can compute convolutions of this geometry.
     pub fn supports(algo: ConvAlgo, geom: &Conv2dGeometry) -> bool {
-        let pointwise = geom.kernel_h == 1
-            && geom.kernel_w == 1
-            && geom.stride_h == 1
-            && geom.stride_w == 1
-            && geom.pad_h == 0
-            && geom.pad_w == 0;
         let winograd = geom.kernel_h == 3
             && geom.kernel_w == 3
             && geom.stride_h == 1
@@ -346,7 +369,7 @@ impl PackedConv {
             && geom.pad_w == 1;
         geom.is_valid()
             && match algo {
-                ConvAlgo::Direct => pointwise,
+                ConvAlgo::Direct => geom.stride_h == 1 && geom.stride_w == 1,
                 ConvAlgo::Gemm => true,
                 ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => winograd,
             }
@@ -369,12 +392,32 @@ impl PackedConv {
         self.kernels.gemm.name
     }
 
+    /// Whether this is the direct `kxk` kernel (columns are output rows, panels `CO` rows).
+    fn direct_kxk(&self) -> bool {
+        self.algo == ConvAlgo::Direct && !pointwise(&self.geom)
+    }
+
+    /// Output channels per panel of packed weights.
+    fn panel_rows(&self) -> usize {
+        if self.direct_kxk() {
+            CO
+        } else {
+            self.kernels.gemm.mr
+        }
+    }
+
     fn layout(&self, in_shape: Shape) -> Layout {
         let out = self.geom.output_shape(in_shape).expect("PackedConv: input does not fit");
-        let nr = self.kernels.gemm.nr;
-        let units = out.n * self.geom.groups;
+        let direct_kxk = self.direct_kxk();
+        let nr = if direct_kxk { 1 } else { self.kernels.gemm.nr };
+        // Images x groups; at least one so an empty batch still has a (taskless) layout.
+        let units = (out.n * self.geom.groups).max(1);
         let kc_max = if self.algo == ConvAlgo::Direct { KC_DIRECT } else { KC };
         let (cols, max_nc) = match self.algo.winograd_m() {
+            None if direct_kxk => {
+                let per_row = self.geom.in_per_group() * direct::padded_width(self, out);
+                (out.h, (B_BUDGET / per_row).saturating_sub(self.geom.kernel_h).max(1))
+            }
             None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {
                 let alpha2 = (m + 2) * (m + 2);
@@ -391,8 +434,7 @@ impl PackedConv {
         let blocks = cols.div_ceil(nc).max(1);
         // Still too few: split the output channels too. `run_tasks` packs `B` once for a
         // range of tasks that share columns, so this costs nothing when run serially.
-        let mblocks =
-            MIN_TASKS.div_ceil(units * blocks).clamp(1, self.m_pad / self.kernels.gemm.mr);
+        let mblocks = MIN_TASKS.div_ceil(units * blocks).clamp(1, self.m_pad / self.panel_rows());
         let kc = self.depth.div_ceil(self.depth.div_ceil(kc_max));
         Layout { out, cols, nc, blocks, mblocks, kc }
     }
@@ -402,8 +444,11 @@ impl PackedConv {
         let l = self.layout(in_shape);
         let nr = self.kernels.gemm.nr;
         match self.algo {
+            ConvAlgo::Direct if self.direct_kxk() => direct::scratch_len(self, l.out, l.nc),
             ConvAlgo::Direct => l.kc * nr,
-            ConvAlgo::Gemm => l.kc * l.nc.div_ceil(nr) * nr,
+            ConvAlgo::Gemm => {
+                l.kc * l.nc.div_ceil(nr) * nr + gemm::phases_len(&self.geom, in_shape, l.out, l.nc)
+            }
             ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => {
                 let m = self.algo.winograd_m().expect("winograd");
                 winograd::scratch_len(self, l.out, m, l.nc)
@@ -448,7 +493,7 @@ impl PackedConv {
             "PackedConv: task range"
         );
         let scratch = &mut scratch[..self.scratch_len(in_shape)];
-        let m_panels = self.m_pad / self.kernels.gemm.mr;
+        let m_panels = self.m_pad / self.panel_rows();
         let mut task = tasks.start;
         while task < tasks.end {
             // The tasks of this range that share a column block run as one job.
@@ -468,6 +513,9 @@ impl PackedConv {
             // SAFETY: the job's output elements belong to this task only (caller's contract).
             unsafe {
                 match self.algo.winograd_m() {
+                    None if self.direct_kxk() => {
+                        direct::run(self, &l, job, input, in_shape, output, epilogue, scratch)
+                    }
                     None => gemm::run(self, &l, job, input, in_shape, output, epilogue, scratch),
                     Some(m) => {
                         winograd::run(self, &l, m, job, input, in_shape, output, epilogue, scratch)
@@ -490,6 +538,16 @@ impl PackedConv {
         // SAFETY: one caller, holding `output` exclusively.
         unsafe { self.run_tasks(0..tasks, input, in_shape, OutPtr::new(output), epilogue, scratch) }
     }
+}
+
+/// `1x1`, stride 1, no padding: a plain matrix product over the NCHW input.
+fn pointwise(geom: &Conv2dGeometry) -> bool {
+    geom.kernel_h == 1
+        && geom.kernel_w == 1
+        && geom.stride_h == 1
+        && geom.stride_w == 1
+        && geom.pad_h == 0
+        && geom.pad_w == 0
 }
 
 /// One job: image `n`, group `g`, output columns `col0 .. col0 + ncols`, the output channels

@@ -12,7 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{Job, Layout, OutPtr, PackedConv};
-use crate::arch::winograd::{InputArgs, OutputArgs, G2, G4, G6};
+use crate::arch::winograd::{InputArgs, OutputArgs, StoreArgs, G2, G4, G6};
 use crate::arch::Tile;
 use crate::epilogue::Epilogue;
 use crate::shape::{Conv2dGeometry, Shape};
@@ -53,9 +53,9 @@ pub(super) fn pack_weights(
                         *tc = (0..3).map(|k| g_mat[i][k] * w[k * 3 + c] as f64).sum();
                     }
                 }
-                for i in 0..alpha {
-                    for j in 0..alpha {
-                        let u: f64 = (0..3).map(|c| t[i][c] * g_mat[j][c]).sum();
+                for (i, ti) in t.iter().enumerate().take(alpha) {
+                    for (j, gj) in g_mat.iter().enumerate() {
+                        let u: f64 = (0..3).map(|c| ti[c] * gj[c]).sum();
                         let xi = i * alpha + j;
                         let at = g * group_len + (xi * m_pad + panel * mr) * cin_g + ci * mr + r;
                         a[at] = u as f32;
@@ -67,17 +67,54 @@ pub(super) fn pack_weights(
     a
 }
 
-/// Scratch of one task: `V` (`α² x in/groups x nc`) and `M` (`α² x m_pad x nc`), `nc` rounded
-/// up to `NR`.
-pub(super) fn scratch_len(
-    geom: &Conv2dGeometry,
+/// Buffer sizes of one task with at most `nc` tiles per block.
+struct Bufs {
+    /// Row stride of `V_ξ` and `M_ξ`: the block's columns rounded up to `NR` and the lanes.
+    ld: usize,
+    /// Tile rows a block can touch.
+    tile_rows: usize,
+    v: usize,
     m: usize,
-    nc: usize,
-    nr: usize,
-    m_pad: usize,
-) -> usize {
-    let ncp = nc.div_ceil(nr) * nr;
-    (m + 2) * (m + 2) * ncp * (geom.in_per_group() + m_pad)
+    pad: usize,
+    stage: usize,
+}
+
+impl Bufs {
+    fn new(
+        geom: &Conv2dGeometry,
+        out: Shape,
+        m: usize,
+        nc: usize,
+        nr: usize,
+        lanes: usize,
+        m_pad: usize,
+    ) -> Bufs {
+        let alpha2 = (m + 2) * (m + 2);
+        let ld = nc.div_ceil(nr) * nr;
+        let ld = ld.div_ceil(lanes) * lanes;
+        let tiles_w = out.w.div_ceil(m);
+        let tile_rows = (nc.div_ceil(tiles_w) + 1).min(out.h.div_ceil(m));
+        Bufs {
+            ld,
+            tile_rows,
+            v: alpha2 * geom.in_per_group() * ld,
+            m: alpha2 * m_pad * ld,
+            pad: (tile_rows * m + 2) * (tiles_w * m + 2),
+            stage: tile_rows * m * tiles_w * m,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.v + self.m + self.pad + self.stage
+    }
+}
+
+/// Scratch of one task: `V` (`α² x in/groups x ld`), `M` (`α² x m_pad x ld`), a padded copy of
+/// the input rows of one channel and an output staging plane.
+pub(super) fn scratch_len(pc: &PackedConv, out: Shape, m: usize, nc: usize) -> usize {
+    let k = &pc.kernels;
+    let lanes = k.winograd[m / 2 - 1].lanes;
+    Bufs::new(&pc.geom, out, m, nc, k.gemm.nr, lanes, pc.m_pad).len()
 }
 
 /// Runs one task.
@@ -99,51 +136,59 @@ pub(super) unsafe fn run(
     let geom = &pc.geom;
     let kern = pc.kernels.gemm;
     let wk = pc.kernels.winograd[m / 2 - 1];
-    let (mr, nr) = (kern.mr, kern.nr);
-    let alpha2 = (m + 2) * (m + 2);
+    let (mr, nr, lanes) = (kern.mr, kern.nr, wk.lanes);
+    let alpha = m + 2;
+    let alpha2 = alpha * alpha;
     let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
-    let plane = in_shape.h * in_shape.w;
+    let (ih, iw) = (in_shape.h, in_shape.w);
+    let plane = ih * iw;
     let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane..][..cin_g * plane];
     let ohw = l.out.h * l.out.w;
     let out_base = (job.n * l.out.c + job.g * cout_g) * ohw;
     let tiles_w = l.out.w.div_ceil(m);
-    let ncp = job.ncols.div_ceil(nr) * nr;
-    let (v, mbuf) = scratch.split_at_mut(alpha2 * cin_g * ncp);
-    let mbuf = &mut mbuf[..alpha2 * pc.m_pad * ncp];
-
-    // Runs of at most `lanes` tiles within one tile row and one NR panel.
-    let runs = || {
-        let mut q = 0;
-        core::iter::from_fn(move || {
-            if q >= job.ncols {
-                return None;
-            }
-            let t = job.col0 + q;
-            let (ty, tx) = (t / tiles_w, t % tiles_w);
-            let count = wk.lanes.min(tiles_w - tx).min(nr - q % nr).min(job.ncols - q);
-            let run = (q, ty, tx, count);
-            q += count;
-            Some(run)
-        })
+    let bufs = Bufs::new(geom, l.out, m, l.nc, nr, lanes, pc.m_pad);
+    let ld = bufs.ld;
+    let (v, rest) = scratch.split_at_mut(bufs.v);
+    let (mbuf, rest) = rest.split_at_mut(bufs.m);
+    let (pad, stage) = rest.split_at_mut(bufs.pad);
+    let stage = &mut stage[..bufs.stage];
+    let ty_first = job.col0 / tiles_w;
+    let ty_last = (job.col0 + job.ncols - 1) / tiles_w;
+    debug_assert!(ty_last - ty_first < bufs.tile_rows);
+    let pw_in = tiles_w * m + 2;
+    let pw_out = tiles_w * m;
+    // Offset of tile `q` of the block in a plane of rows `pw` starting at tile row `ty_first`.
+    let base = |q: usize, pw: usize| {
+        let t = job.col0 + q.min(job.ncols - 1);
+        (((t / tiles_w - ty_first) * m) * pw + (t % tiles_w) * m) as u32
     };
 
-    let v_ptr = v.as_mut_ptr();
+    let pad_rows = (ty_last - ty_first + 1) * m + 2;
     for ci in 0..cin_g {
-        for (q, ty, tx, count) in runs() {
+        let src = &img[ci * plane..][..plane];
+        for (pr, row) in pad[..pad_rows * pw_in].chunks_exact_mut(pw_in).enumerate() {
+            // Padded row `pr` holds input row `ty_first * m + pr - 1`.
+            match (ty_first * m + pr).checked_sub(1).filter(|&y| y < ih) {
+                Some(y) => {
+                    row[0] = 0.0;
+                    row[1..=iw].copy_from_slice(&src[y * iw..][..iw]);
+                    row[iw + 1..].fill(0.0);
+                }
+                None => row.fill(0.0),
+            }
+        }
+        for q in (0..job.ncols).step_by(lanes) {
             let args = InputArgs {
-                src: img[ci * plane..].as_ptr(),
-                h: in_shape.h,
-                w: in_shape.w,
-                y0: (ty * m) as isize - 1,
-                x0: (tx * m) as isize - 1,
-                count,
-                // SAFETY: panel `q / nr`, row `ci`, column `q % nr` of `V_0`, inside `v`.
-                dst: unsafe { v_ptr.add((q / nr) * cin_g * nr + ci * nr + q % nr) },
-                dst_stride: cin_g * ncp,
+                src: pad.as_ptr(),
+                pw: pw_in,
+                base: core::array::from_fn(|i| base(q + i, pw_in)),
+                dst: v[ci * ld + q..].as_mut_ptr(),
+                dst_stride: cin_g * ld,
             };
-            // SAFETY: the plane is `h x w` floats of `input`; the `α²` destinations
-            // `ξ * cin_g * ncp + ...` with `count` columns left in the panel lie inside `v`;
-            // `count <= lanes`; the kernels' ISA was checked when `pc` was built.
+            // SAFETY: every lane's window (rows of its tile row + α, columns `tx*m .. + α`) is
+            // inside the `pad_rows x pw_in` padded copy; `q + lanes <= ld`, so the `α²` rows
+            // `ξ * cin_g * ld + ci * ld + q ..` of `V` are inside `v`; the ISA was checked when
+            // `pc` was built.
             unsafe { (wk.input)(&args) };
         }
     }
@@ -151,48 +196,65 @@ pub(super) unsafe fn run(
     let a_group = &pc.a[job.g * alpha2 * pc.m_pad * cin_g..][..alpha2 * pc.m_pad * cin_g];
     let m_ptr = mbuf.as_mut_ptr();
     for xi in 0..alpha2 {
-        for p in 0..pc.m_pad / mr {
-            for j in 0..ncp / nr {
+        // One `B` panel stays in L1 while every `A` panel streams past it.
+        for j in 0..job.ncols.div_ceil(nr) {
+            for p in job.panels.clone() {
                 let tile = Tile {
                     k: cin_g,
                     a: a_group[(xi * pc.m_pad + p * mr) * cin_g..].as_ptr(),
-                    b: v[xi * cin_g * ncp + j * cin_g * nr..].as_ptr(),
-                    ldb: nr,
-                    // SAFETY: row `p * mr` column `j * nr` of `M_ξ` (`m_pad x ncp`), in `mbuf`.
-                    c: unsafe { m_ptr.add(xi * pc.m_pad * ncp + p * mr * ncp + j * nr) },
-                    ldc: ncp,
+                    b: v[xi * cin_g * ld + j * nr..].as_ptr(),
+                    ldb: ld,
+                    // SAFETY: row `p * mr`, column `j * nr` of `M_ξ` (`m_pad x ld`), in `mbuf`.
+                    c: unsafe { m_ptr.add((xi * pc.m_pad + p * mr) * ld + j * nr) },
+                    ldc: ld,
                     bias: core::ptr::null(),
                     load_c: false,
                     relu: false,
                 };
-                // SAFETY: full `mr x nr` tiles of `U_ξ` (cin_g steps), `V_ξ` panel `j` and
-                // `M_ξ`, all padded to whole panels; distinct buffers.
+                // SAFETY: full `mr x nr` tiles: `U_ξ` panels hold `cin_g` steps, `V_ξ` has
+                // `cin_g` rows of `ld >= (j + 1) * nr` columns, `M_ξ` `m_pad` rows of `ld`;
+                // distinct buffers.
                 unsafe { (kern.run)(&tile) };
             }
         }
     }
 
     let bias = &pc.bias[job.g * pc.m_pad..];
-    for co in 0..cout_g {
-        for (q, ty, tx, count) in runs() {
+    for co in job.panels.start * mr..(job.panels.end * mr).min(cout_g) {
+        for q in (0..job.ncols).step_by(lanes) {
             let args = OutputArgs {
-                src: mbuf[co * ncp + q..].as_ptr(),
-                src_stride: pc.m_pad * ncp,
-                // SAFETY: the channel plane `co` of this image and group is inside `out`.
-                dst: unsafe { out.ptr.add(out_base + co * ohw) },
-                h: l.out.h,
-                w: l.out.w,
-                y0: ty * m,
-                x0: tx * m,
-                count,
-                bias: bias[co],
-                accumulate: ep.accumulate,
-                relu: ep.relu,
+                src: mbuf[co * ld + q..].as_ptr(),
+                src_stride: pc.m_pad * ld,
+                dst: stage.as_mut_ptr(),
+                pw: pw_out,
+                base: core::array::from_fn(|i| base(q + i, pw_out)),
+                count: lanes.min(job.ncols - q),
             };
-            // SAFETY: `M` holds `α²` rows of `m_pad x ncp` and `q + count <= ncp`; the tiles
-            // `ty, tx ..` of this job lie in the plane (`ty * m < h`, `tx * m < w`) and belong
-            // to this task only; `count <= lanes`.
+            // SAFETY: `q + lanes <= ld` for the `α²` rows of `M`; each stored tile's `m x m`
+            // outputs are inside the `tile_rows * m x pw_out` staging plane.
             unsafe { (wk.output)(&args) };
+        }
+        // The block's tiles, row by row, through the epilogue into the output plane.
+        for ty in ty_first..=ty_last {
+            let tx_a = if ty == ty_first { job.col0 % tiles_w } else { 0 };
+            let tx_b =
+                if ty == ty_last { (job.col0 + job.ncols - 1) % tiles_w + 1 } else { tiles_w };
+            let (x_a, x_b) = (tx_a * m, (tx_b * m).min(l.out.w));
+            for oy in ty * m..(ty * m + m).min(l.out.h) {
+                let args = StoreArgs {
+                    src: stage[(oy - ty_first * m) * pw_out + x_a..].as_ptr(),
+                    // SAFETY: row `oy < h`, columns `x_a .. x_b <= w` of plane `co` of this
+                    // image and group: inside `out`.
+                    out: unsafe { out.ptr.add(out_base + co * ohw + oy * l.out.w + x_a) },
+                    len: x_b - x_a,
+                    bias: bias[co],
+                    accumulate: ep.accumulate,
+                    relu: ep.relu,
+                };
+                // SAFETY: both runs hold `x_b - x_a` floats (the staging row is `pw_out >= w`
+                // wide); the output elements belong to this task's tiles only.
+                unsafe { (wk.store)(&args) };
+            }
         }
     }
 }

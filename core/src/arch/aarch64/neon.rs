@@ -8,11 +8,18 @@ pub const KERNELS: Kernels = Kernels {
     isa: Isa::Neon,
     gemm: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
     winograd: WINOGRAD,
+    direct: DIRECT,
 };
 
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "neon")]
-    lanes = 8
+    vector = F32x4
+);
+
+crate::arch::direct::direct_kernel!(
+    #[target_feature(enable = "neon")]
+    vector = F32x4,
+    widths = [1, 2, 3, 4]
 );
 
 /// An `MR x 4*NV` tile: `MR * NV` q-register accumulators, `NV` loads of `b` and `MR`
@@ -74,4 +81,61 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
 pub unsafe fn gemm_8x12(t: &Tile) {
     // SAFETY: forwarded contract.
     unsafe { tile::<8, 3>(t) }
+}
+
+/// Four `f32` lanes in a q register.
+#[derive(Clone, Copy, Debug)]
+pub struct F32x4(float32x4_t);
+
+// SAFETY (every `unsafe` block in this impl): NEON is part of every aarch64 target, and a
+// `F32x4` exists only after one of the unsafe constructors; pointer accesses are the
+// documented contracts of the trait methods.
+impl crate::arch::vector::Vector for F32x4 {
+    const N: usize = 4;
+    type Index = [u32; 4];
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        F32x4(unsafe { vdupq_n_f32(0.0) })
+    }
+    #[inline(always)]
+    unsafe fn index(base: &[u32; crate::arch::vector::LANES]) -> [u32; 4] {
+        [base[0], base[1], base[2], base[3]]
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, idx: [u32; 4]) -> Self {
+        let v = idx.map(|i| unsafe { *p.add(i as usize) });
+        F32x4(unsafe { vld1q_f32(v.as_ptr()) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        F32x4(unsafe { vld1q_f32(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { vst1q_f32(p, self.0) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        F32x4(unsafe { vaddq_f32(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        F32x4(unsafe { vsubq_f32(self.0, o.0) })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        F32x4(unsafe { vdupq_n_f32(x) })
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        F32x4(unsafe { vmaxq_f32(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn scale(self, c: f32) -> Self {
+        F32x4(unsafe { vmulq_n_f32(self.0, c) })
+    }
+    #[inline(always)]
+    fn scale_add(self, c: f32, o: Self) -> Self {
+        F32x4(unsafe { vfmaq_n_f32(o.0, self.0, c) })
+    }
 }

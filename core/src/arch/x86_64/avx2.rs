@@ -8,11 +8,18 @@ pub const KERNELS: Kernels = Kernels {
     isa: Isa::Avx2,
     gemm: GemmKernel { name: "avx2_gemm_f32_6x16", mr: 6, nr: 16, run: gemm_6x16 },
     winograd: WINOGRAD,
+    direct: DIRECT,
 };
 
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "avx2,fma")]
-    lanes = 8
+    vector = F32x8
+);
+
+crate::arch::direct::direct_kernel!(
+    #[target_feature(enable = "avx2,fma")]
+    vector = F32x8,
+    widths = [1, 2]
 );
 
 /// An `MR x 8*NV` tile: `MR * NV` ymm accumulators, `NV` loads of `b` and `MR` broadcasts of
@@ -74,4 +81,80 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
 pub unsafe fn gemm_6x16(t: &Tile) {
     // SAFETY: forwarded contract.
     unsafe { tile::<6, 2>(t) }
+}
+
+/// Eight `f32` lanes in a ymm register.
+#[derive(Clone, Copy, Debug)]
+pub struct F32x8(__m256);
+
+// SAFETY (every `unsafe` block in this impl): a `F32x8` exists only after one of the unsafe
+// constructors, whose caller guaranteed AVX2 and FMA; pointer accesses are the documented
+// contracts of the trait methods.
+impl crate::arch::vector::Vector for F32x8 {
+    const N: usize = 8;
+    type Index = __m256i;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        F32x8(unsafe { _mm256_setzero_ps() })
+    }
+    #[inline(always)]
+    unsafe fn index(base: &[u32; crate::arch::vector::LANES]) -> __m256i {
+        unsafe { _mm256_loadu_si256(base.as_ptr().cast()) }
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, idx: __m256i) -> Self {
+        F32x8(unsafe { _mm256_i32gather_ps::<4>(p, idx) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        F32x8(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> Self {
+        F32x8(unsafe { _mm256_maskload_ps(p, lane_mask(n)) })
+    }
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, n: usize) {
+        unsafe { _mm256_maskstore_ps(p, lane_mask(n), self.0) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        F32x8(unsafe { _mm256_add_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        F32x8(unsafe { _mm256_sub_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        F32x8(unsafe { _mm256_set1_ps(x) })
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        F32x8(unsafe { _mm256_max_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn scale(self, c: f32) -> Self {
+        F32x8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(c)) })
+    }
+    #[inline(always)]
+    fn scale_add(self, c: f32, o: Self) -> Self {
+        F32x8(unsafe { _mm256_fmadd_ps(self.0, _mm256_set1_ps(c), o.0) })
+    }
+}
+
+/// All-ones in lanes `0..n`, for `maskload`/`maskstore` (which touch no masked-off memory).
+///
+/// # Safety
+/// AVX2 is available.
+#[inline(always)]
+unsafe fn lane_mask(n: usize) -> __m256i {
+    // SAFETY: AVX2 (contract).
+    unsafe {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
 }
