@@ -242,6 +242,25 @@ pub(crate) trait StorageSource {
     fn big_endian(&self) -> bool;
 }
 
+/// Checks that storage `key` (used by `tensor`) holds the `min_bytes` its tensors need.
+pub(crate) fn check_storage_len<'a>(
+    tensor: &str,
+    key: &str,
+    data: &'a [u8],
+    min_bytes: usize,
+) -> Result<&'a [u8], CheckpointError> {
+    if data.len() < min_bytes {
+        return Err(CheckpointError::BadTensor {
+            key: tensor.to_owned(),
+            what: format!(
+                "storage `{key}` holds {} bytes but is declared as {min_bytes}",
+                data.len()
+            ),
+        });
+    }
+    Ok(data)
+}
+
 /// A storage reference decoded from a persistent id.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StorageRef {

@@ -49,15 +49,8 @@ pub struct ClassifyArgs {
     /// Center crop size fed to the network (default: the model's, else 224).
     #[arg(long)]
     pub crop: Option<usize>,
-    /// Instruction set: scalar, avx2, avx512, neon (default: the best this CPU has; env SHORTCUT_ISA).
-    #[arg(long)]
-    pub isa: Option<String>,
-    /// Convolution algorithm: direct, gemm, winograd2, winograd4, winograd6, auto (env SHORTCUT_CONV).
-    #[arg(long)]
-    pub conv: Option<String>,
-    /// Worker threads (default: physical cores; env SHORTCUT_THREADS).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
 }
 
 /// Why `classify` failed. Per-image problems are reported as they happen and summed up in
@@ -211,14 +204,7 @@ fn walk(
 impl ClassifyArgs {
     /// The engine options given on the command line.
     pub fn run_options(&self) -> Result<RunOptions, ClassifyError> {
-        Ok(RunOptions {
-            isa: self.isa.as_deref().map(RunOptions::parse_isa).transpose()?,
-            conv: match self.conv.as_deref() {
-                Some(c) => RunOptions::parse_conv(c)?,
-                None => None,
-            },
-            threads: self.threads,
-        })
+        Ok(self.engine.options()?)
     }
 }
 

@@ -1,5 +1,6 @@
 pub mod checkpoint;
 pub mod classify;
+pub mod cli;
 pub mod convert;
 pub mod npy;
 pub mod pickle;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use shortcut_core::plan::{walk, Op};
 use shortcut_core::Shape;
 use shortcut_runtime::{Model, RunOptions, Tensor};
+use shortcut_tools::cli::EngineArgs;
 use shortcut_tools::{convert, npy};
 
 /// `println!` that stops quietly when stdout is closed (e.g. piped into `head`) instead of panicking.
@@ -24,33 +25,6 @@ macro_rules! say {
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// How to run: instruction set, convolution algorithm, threads.
-#[derive(Args, Clone, Debug, Default)]
-struct EngineArgs {
-    /// Instruction set: scalar, avx2, avx512, neon (default: the best this CPU has; env SHORTCUT_ISA).
-    #[arg(long)]
-    isa: Option<String>,
-    /// Convolution algorithm: direct, gemm, winograd2, winograd4, winograd6, auto (env SHORTCUT_CONV).
-    #[arg(long)]
-    conv: Option<String>,
-    /// Worker threads (default: physical cores; env SHORTCUT_THREADS).
-    #[arg(long)]
-    threads: Option<usize>,
-}
-
-impl EngineArgs {
-    fn options(&self) -> Result<RunOptions> {
-        Ok(RunOptions {
-            isa: self.isa.as_deref().map(RunOptions::parse_isa).transpose()?,
-            conv: match self.conv.as_deref() {
-                Some(c) => RunOptions::parse_conv(c)?,
-                None => None,
-            },
-            threads: self.threads,
-        })
-    }
 }
 
 /// Image preprocessing to record in the model (defaults: torchvision's ImageNet transform for

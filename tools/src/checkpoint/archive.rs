@@ -110,16 +110,7 @@ impl StorageSource for ZipSource<'_> {
             self.cache.insert(key.to_owned(), data);
         }
         let data = self.cache.get(key).map(Vec::as_slice).unwrap_or_default();
-        if data.len() < min_bytes {
-            return Err(CheckpointError::BadTensor {
-                key: tensor.to_owned(),
-                what: format!(
-                    "storage `{key}` holds {} bytes but is declared as {min_bytes}",
-                    data.len()
-                ),
-            });
-        }
-        Ok(data)
+        crate::checkpoint::check_storage_len(tensor, key, data, min_bytes)
     }
 
     fn big_endian(&self) -> bool {

@@ -133,16 +133,7 @@ impl StorageSource for LegacySource<'_> {
             CheckpointError::MissingStorage { key: tensor.to_owned(), storage: key.to_owned() }
         })?;
         let data = self.bytes.get(start..start.saturating_add(len)).unwrap_or_default();
-        if data.len() < min_bytes {
-            return Err(CheckpointError::BadTensor {
-                key: tensor.to_owned(),
-                what: format!(
-                    "storage `{key}` holds {} bytes but is declared as {min_bytes}",
-                    data.len()
-                ),
-            });
-        }
-        Ok(data)
+        crate::checkpoint::check_storage_len(tensor, key, data, min_bytes)
     }
 
     fn big_endian(&self) -> bool {
