@@ -100,6 +100,7 @@ fn micro_kernel(c: &mut Criterion) {
                         bias: std::ptr::null(),
                         load_c: true,
                         relu: false,
+                        prefetch: std::ptr::null(),
                     };
                     // SAFETY: the ISA is available; `a` holds `K` steps of `mr`, each `b`
                     // panel `K` rows of `nr`, each `c` tile `mr x nr` floats.

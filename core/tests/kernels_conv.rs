@@ -235,6 +235,7 @@ fn gemm_micro_kernels() {
                 bias: if with_bias { bias.as_ptr() } else { std::ptr::null() },
                 load_c,
                 relu,
+                prefetch: std::ptr::null(),
             };
             // SAFETY: the kernel's ISA is available; the buffers have the documented sizes.
             unsafe { (kern.run)(&tile) };

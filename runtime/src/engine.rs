@@ -38,6 +38,8 @@ pub enum OptionsError {
     UnknownConv(String),
     #[error("bad thread count `{0}`")]
     Threads(String),
+    #[error("bad SHORTCUT_GRAIN_MACS `{0}`")]
+    Grain(String),
 }
 
 /// The choices in force after defaults and the environment are applied.
@@ -46,6 +48,9 @@ pub struct Resolved {
     pub isa: Isa,
     pub conv: Option<ConvAlgo>,
     pub threads: usize,
+    /// Multiply-accumulates below which a layer is not split further between threads
+    /// (`SHORTCUT_GRAIN_MACS`, a tuning knob for measuring the default).
+    pub grain_macs: u64,
 }
 
 impl RunOptions {
@@ -86,7 +91,11 @@ impl RunOptions {
         if threads == 0 {
             return Err(OptionsError::Threads("0".into()));
         }
-        Ok(Resolved { isa, conv, threads })
+        let grain_macs = match env("SHORTCUT_GRAIN_MACS") {
+            Some(s) => s.parse().map_err(|_| OptionsError::Grain(s))?,
+            None => GRAIN_MACS,
+        };
+        Ok(Resolved { isa, conv, threads, grain_macs })
     }
 }
 
@@ -239,7 +248,7 @@ impl Backend for Engine {
         let tasks = conv.task_count(in_shape);
         let out_shape = geom.output_shape(in_shape).expect("planned");
         let macs = geom.macs(out_shape.h, out_shape.w) * out_shape.n as u64;
-        let by_grain = (macs / GRAIN_MACS).max(1) as usize;
+        let by_grain = (macs / self.resolved.grain_macs.max(1)).max(1) as usize;
         let parts = self.resolved.threads.min(tasks).min(by_grain).max(1);
         let need = conv.scratch_len(in_shape);
         let out = OutPtr::new(output);

@@ -138,6 +138,10 @@ pub struct Tile {
     pub bias: *const f32,
     pub load_c: bool,
     pub relu: bool,
+    /// A hint, or null: the kernel may prefetch rows `0..k` (stride `ldb`, `nr` floats each)
+    /// from here while it runs, e.g. the next in-place `B` panel. Prefetching never faults, so
+    /// this pointer need not be readable; kernels that ignore it are correct too.
+    pub prefetch: *const f32,
 }
 
 /// A GEMM micro-kernel: computes one full `mr x nr` tile.

@@ -210,6 +210,7 @@ pub(super) unsafe fn run(
                     bias: core::ptr::null(),
                     load_c: false,
                     relu: false,
+                    prefetch: core::ptr::null(),
                 };
                 // SAFETY: full `mr x nr` tiles: `U_ξ` panels hold `cin_g` steps, `V_ξ` has
                 // `cin_g` rows of `ld >= (j + 1) * nr` columns, `M_ξ` `m_pad` rows of `ld`;

@@ -30,9 +30,37 @@ crate::arch::direct::direct_kernel!(
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
+    let acc = if t.prefetch.is_null() {
+        // SAFETY: forwarded contract.
+        unsafe { product::<MR, NV, false>(t) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { product::<MR, NV, true>(t) }
+    };
+    // SAFETY: forwarded contract.
+    unsafe { store::<MR, NV>(t, &acc) };
+}
+
+/// The `MR x 16*NV` accumulators of `A·B`, prefetching `t.prefetch`'s rows when `PF`.
+///
+/// # Safety
+/// See [`GemmKernel`], with `mr = MR`, `nr = 16 * NV`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
+    t: &Tile,
+) -> [[__m512; NV]; MR] {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    let (mut a, mut b) = (t.a, t.b);
+    let (mut a, mut b, mut pf) = (t.a, t.b, t.prefetch);
     for _ in 0..t.k {
+        if PF {
+            // One prefetch per cache line of the row's `16 * NV` floats; `wrapping_add` because
+            // the hinted address need not be inside an allocation (prefetches never fault).
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(16 * v).cast());
+            }
+            pf = pf.wrapping_add(t.ldb);
+        }
         // SAFETY: this step's `NV * 16` floats of `b` and `MR` floats of `a` are inside the
         // panels the caller made readable (`k` steps of `ldb` and `MR`).
         let bv: [__m512; NV] = core::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
@@ -49,6 +77,16 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
             b = b.add(t.ldb);
         }
     }
+    acc
+}
+
+/// Stores the accumulators through the epilogue.
+///
+/// # Safety
+/// See [`GemmKernel`], with `mr = MR`, `nr = 16 * NV`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store<const MR: usize, const NV: usize>(t: &Tile, acc: &[[__m512; NV]; MR]) {
     let zero = _mm512_setzero_ps();
     for (r, acc) in acc.iter().enumerate() {
         let bias = if t.bias.is_null() {
