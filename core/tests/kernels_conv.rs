@@ -198,6 +198,24 @@ fn deep_and_wide() {
     }
 }
 
+/// Images large enough for the wide AVX-512 tile of the GEMM and pointwise paths (at least
+/// 56x56 output pixels), with partial last panels.
+#[test]
+fn wide_images() {
+    for (geom, in_shape) in [
+        (Conv2dGeometry::square(40, 17, 1, 1, 0, 1), Shape::new(2, 40, 57, 59)),
+        (Conv2dGeometry::square(3, 16, 7, 2, 3, 1), Shape::new(1, 3, 115, 117)),
+        (Conv2dGeometry::square(8, 9, 3, 1, 1, 1), Shape::new(1, 8, 56, 57)),
+        (Conv2dGeometry::square(16, 8, 1, 2, 0, 1), Shape::new(1, 16, 113, 115)),
+    ] {
+        for (seed, epilogue) in
+            [(11, Epilogue { accumulate: true, relu: true }), (12, Epilogue::RELU)]
+        {
+            check(&Case { geom, in_shape, epilogue, seed }).unwrap();
+        }
+    }
+}
+
 /// Every GEMM micro-kernel (including the AVX-512 tile shapes kept for tuning) against a naive
 /// tile product, with each epilogue and a row stride wider than the tile.
 #[test]

@@ -50,7 +50,7 @@ pub(super) unsafe fn run(
     scratch: &mut [f32],
 ) {
     let geom = &pc.geom;
-    let kern = pc.kernels.gemm;
+    let kern = l.gemm;
     let (mr, nr) = (kern.mr, kern.nr);
     let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
     let plane = in_shape.h * in_shape.w;

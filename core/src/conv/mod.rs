@@ -42,7 +42,7 @@ use core::marker::PhantomData;
 use core::ops::Range;
 
 use crate::arch::direct::CO;
-use crate::arch::{self, Isa, Kernels};
+use crate::arch::{self, GemmKernel, Isa, Kernels};
 use crate::epilogue::Epilogue;
 use crate::shape::{Conv2dGeometry, Shape};
 
@@ -184,6 +184,8 @@ struct Layout {
     mblocks: usize,
     /// Depth per `B` chunk (GEMM and Direct).
     kc: usize,
+    /// The micro-kernel of the GEMM and pointwise paths ([`PackedConv::gemm_kernel`]).
+    gemm: GemmKernel,
 }
 
 /// Tasks to aim for when an image is small, so a few threads have work.
@@ -196,6 +198,12 @@ const KC: usize = 256;
 /// Depth of one chunk of [`ConvAlgo::Direct`], whose `B` rows are whole input planes apart:
 /// fewer rows per chunk touch fewer pages (measured 5-15% faster than 256 on 1x1 layers).
 const KC_DIRECT: usize = 128;
+
+/// Output pixels per image from which AVX-512 GEMM and pointwise convolutions use the 8x48
+/// tile (56x56 and up; `benches/conv_table.rs`: stem 94 -> 105 GFLOP/s, 1x1 256->64 at 56x56
+/// 121 -> 138, while 14x14 and 7x7 layers lose 20-30% to partial panels).
+#[cfg(target_arch = "x86_64")]
+const WIDE_PIXELS: usize = 56 * 56;
 
 /// Floats of one task's packed `B` (GEMM) or transform buffers (Winograd): about 1 MiB, half
 /// of an L2.
@@ -387,7 +395,8 @@ impl PackedConv {
         &self.geom
     }
 
-    /// Name of the micro-kernel in use, e.g. `avx512_gemm_f32_8x32`.
+    /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` (AVX-512 GEMM and pointwise
+    /// layers with large outputs run its 8x48 sibling, see `PackedConv::gemm_kernel`).
     pub fn kernel_name(&self) -> &'static str {
         self.kernels.gemm.name
     }
@@ -395,6 +404,25 @@ impl PackedConv {
     /// Whether this is the direct `kxk` kernel (columns are output rows, panels `CO` rows).
     fn direct_kxk(&self) -> bool {
         self.algo == ConvAlgo::Direct && !pointwise(&self.geom)
+    }
+
+    /// The micro-kernel for an output of `out`'s size: the ISA's, except that AVX-512 GEMM
+    /// and pointwise convolutions with at least `WIDE_PIXELS` (56x56) output pixels per image use
+    /// the wider 8x48 tile (same `MR`, so the same packed weights). Winograd keeps the ISA's
+    /// kernel: its columns are tiles, 4-16x fewer than pixels.
+    fn gemm_kernel(&self, out: Shape) -> GemmKernel {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernels.isa == Isa::Avx512
+            && matches!(self.algo, ConvAlgo::Gemm | ConvAlgo::Direct)
+            && !self.direct_kxk()
+            && out.h * out.w >= WIDE_PIXELS
+        {
+            let wide = arch::x86_64::avx512::GEMM_WIDE;
+            debug_assert_eq!(wide.mr, self.kernels.gemm.mr);
+            return wide;
+        }
+        let _ = out;
+        self.kernels.gemm
     }
 
     /// Output channels per panel of packed weights.
@@ -409,7 +437,8 @@ impl PackedConv {
     fn layout(&self, in_shape: Shape) -> Layout {
         let out = self.geom.output_shape(in_shape).expect("PackedConv: input does not fit");
         let direct_kxk = self.direct_kxk();
-        let nr = if direct_kxk { 1 } else { self.kernels.gemm.nr };
+        let gemm = self.gemm_kernel(out);
+        let nr = if direct_kxk { 1 } else { gemm.nr };
         // Images x groups; at least one so an empty batch still has a (taskless) layout.
         let units = (out.n * self.geom.groups).max(1);
         let kc_max = if self.algo == ConvAlgo::Direct { KC_DIRECT } else { KC };
@@ -436,13 +465,13 @@ impl PackedConv {
         // range of tasks that share columns, so this costs nothing when run serially.
         let mblocks = MIN_TASKS.div_ceil(units * blocks).clamp(1, self.m_pad / self.panel_rows());
         let kc = self.depth.div_ceil(self.depth.div_ceil(kc_max));
-        Layout { out, cols, nc, blocks, mblocks, kc }
+        Layout { out, cols, nc, blocks, mblocks, kc, gemm }
     }
 
     /// `f32` scratch elements one call of [`PackedConv::run_tasks`] needs for this input shape.
     pub fn scratch_len(&self, in_shape: Shape) -> usize {
         let l = self.layout(in_shape);
-        let nr = self.kernels.gemm.nr;
+        let nr = l.gemm.nr;
         match self.algo {
             ConvAlgo::Direct if self.direct_kxk() => direct::scratch_len(self, l.out, l.nc),
             ConvAlgo::Direct => l.kc * nr,

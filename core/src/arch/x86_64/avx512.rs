@@ -147,13 +147,22 @@ pub unsafe fn gemm_16x16(t: &Tile) {
 
 /// Tile shapes tried when tuning, benchmarked by `benches/conv.rs` (`gemm_kernel`); all reach
 /// 140-165 GFLOP/s on L2-resident panels, and 8x32 was kept because 8 divides every ResNet
-/// channel count and 32 columns waste less than 48 on small images. [`KERNELS`] holds it.
+/// channel count and 32 columns waste less than 48 on small images. [`KERNELS`] holds it;
+/// [`GEMM_WIDE`] (8x48) takes over for large images. 12x32 measured no faster than 8x32 on
+/// ResNet-50's 1x1 layers in `benches/conv_table.rs` (and pads 64 channels to 72).
 pub const GEMM_VARIANTS: [GemmKernel; 4] = [
     GemmKernel { name: "avx512_gemm_f32_8x32", mr: 8, nr: 32, run: gemm_8x32 },
     GemmKernel { name: "avx512_gemm_f32_12x32", mr: 12, nr: 32, run: gemm_12x32 },
-    GemmKernel { name: "avx512_gemm_f32_8x48", mr: 8, nr: 48, run: gemm_8x48 },
+    GEMM_WIDE,
     GemmKernel { name: "avx512_gemm_f32_16x16", mr: 16, nr: 16, run: gemm_16x16 },
 ];
+
+/// The 8x48 tile: the same `MR` as [`KERNELS`]' (so the same packed weights), used by the
+/// GEMM and pointwise convolutions of large images (`conv::PackedConv`), where 48 columns
+/// waste little and each `A` broadcast feeds three FMAs instead of two (measured 5-15% faster
+/// at 56x56 and 112x112 outputs, 20-30% slower at 14x14 and 7x7).
+pub const GEMM_WIDE: GemmKernel =
+    GemmKernel { name: "avx512_gemm_f32_8x48", mr: 8, nr: 48, run: gemm_8x48 };
 
 /// Sixteen `f32` lanes in a zmm register.
 #[derive(Clone, Copy, Debug)]
