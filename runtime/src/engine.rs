@@ -166,6 +166,11 @@ impl Engine {
         }
     }
 
+    /// Bytes of prepacked convolution weights held by the engine.
+    pub fn packed_bytes(&self) -> usize {
+        self.convs.iter().map(|c| c.packed_len() * 4).sum()
+    }
+
     pub fn resolved(&self) -> Resolved {
         self.resolved
     }

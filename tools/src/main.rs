@@ -274,9 +274,12 @@ fn cmd_inspect(name: &str, size: Option<&str>, engine: &EngineArgs) -> Result<()
         mib(shortcut_core::plan(&spec, input)?.arena_len()),
     );
     say!(
-        "weights: {:.2} MiB {}",
+        "weights: {:.2} MiB in the model file ({}); convolutions prepacked once at load for {}: \
+         {:.2} MiB resident (the FC and unfolded-BN parameters are used from the file in place)",
         model.weights_bytes() as f64 / 1048576.0,
         if model.is_mapped() { "memory-mapped" } else { "in memory" },
+        resolved.isa,
+        model.engine().packed_bytes() as f64 / 1048576.0,
     );
     Ok(())
 }

@@ -383,6 +383,11 @@ impl PackedConv {
             }
     }
 
+    /// Floats held by the prepacked weights and bias (the conv's resident weight memory).
+    pub fn packed_len(&self) -> usize {
+        self.a.len() + self.bias.len()
+    }
+
     pub fn algo(&self) -> ConvAlgo {
         self.algo
     }
