@@ -24,6 +24,9 @@ fn spec() -> ModelSpec {
     }
 }
 
+/// Raw tensors: (name, dtype, shape, bytes).
+type RawTensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
 /// The spec's tensors as (name, shape, f32 data).
 fn tensors(spec: &ModelSpec) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut out = Vec::new();
@@ -57,7 +60,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn raw(spec: &ModelSpec) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+fn raw(spec: &ModelSpec) -> RawTensors {
     tensors(spec).into_iter().map(|(n, s, d)| (n, Dtype::F32, s, f32_bytes(&d))).collect()
 }
 
@@ -85,7 +88,8 @@ fn a_valid_file_loads_and_runs() {
 fn wrong_shape_missing_extra_and_dtype_name_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let s = spec();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut RawTensors)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "shape",
             Box::new(|t| {
