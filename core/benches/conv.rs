@@ -10,23 +10,11 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shortcut_core::arch::{self, Isa, Tile};
 use shortcut_core::conv::{ConvAlgo, PackedConv};
-use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
+use shortcut_core::{Epilogue, Shape};
 
-/// (name, geometry, input height = width).
-const LAYERS: [(&str, Conv2dGeometry, usize); 12] = [
-    ("stem_7x7s2_3-64_224", Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224),
-    ("1x1_256-64_56", Conv2dGeometry::square(256, 64, 1, 1, 0, 1), 56),
-    ("1x1_64-256_56", Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56),
-    ("3x3_64-64_56", Conv2dGeometry::square(64, 64, 3, 1, 1, 1), 56),
-    ("3x3_128-128_28", Conv2dGeometry::square(128, 128, 3, 1, 1, 1), 28),
-    ("3x3s2_128-128_56", Conv2dGeometry::square(128, 128, 3, 2, 1, 1), 56),
-    ("3x3s2_128-128_28", Conv2dGeometry::square(128, 128, 3, 2, 1, 1), 28),
-    ("3x3_256-256_14", Conv2dGeometry::square(256, 256, 3, 1, 1, 1), 14),
-    ("1x1_1024-256_14", Conv2dGeometry::square(1024, 256, 1, 1, 0, 1), 14),
-    ("3x3_512-512_7", Conv2dGeometry::square(512, 512, 3, 1, 1, 1), 7),
-    ("1x1s2_256-512_56", Conv2dGeometry::square(256, 512, 1, 2, 0, 1), 56),
-    ("3x3g32_128-128_56", Conv2dGeometry::square(128, 128, 3, 1, 1, 32), 56),
-];
+#[path = "common/layers.rs"]
+mod layers;
+use layers::LAYERS;
 
 fn values(len: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761) | 1;
