@@ -382,10 +382,6 @@ impl Model {
     }
 
     /// Borrowed parameter slices in the form the core's forward pass takes.
-    pub(crate) fn gathered(&self) -> Gathered<'_> {
-        self.gather()
-    }
-
     fn gather(&self) -> Gathered<'_> {
         let get = |name: &str| self.param(name).expect("validated at load");
         let spec = self.spec.view();
@@ -472,7 +468,7 @@ impl Model {
     }
 }
 
-pub(crate) struct Gathered<'m> {
+struct Gathered<'m> {
     blocks: Vec<BlockWeights<'m>>,
     stem: ConvWeights<'m>,
     head_norm: Option<AffineWeights<'m>>,
@@ -480,7 +476,7 @@ pub(crate) struct Gathered<'m> {
 }
 
 impl<'m> Gathered<'m> {
-    pub(crate) fn weights(&self) -> NetworkWeights<'_> {
+    fn weights(&self) -> NetworkWeights<'_> {
         NetworkWeights {
             stem: self.stem,
             blocks: &self.blocks,
@@ -517,21 +513,25 @@ impl Session<'_> {
 
     /// Runs one batch: `input` is NCHW of the session's shape, `output` receives `[n, classes]`.
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), RunError> {
-        let spec = self.model.spec.view();
         let engine = self.model.engine();
+        self.run_with(engine, input, output)
+    }
+
+    /// [`Session::run`] through another backend (e.g. one that times the engine's ops); the
+    /// pass still runs on the engine's threads.
+    pub(crate) fn run_with<B: Backend + Sync + ?Sized>(
+        &mut self,
+        backend: &B,
+        input: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), RunError> {
+        let spec = self.model.spec.view();
         let (weights, shape, arena) = (self.weights.weights(), self.shape, &mut self.arena);
-        engine
+        let layout = &self.layout;
+        self.model
+            .engine()
             .run(|| {
-                forward_with_layout(
-                    engine,
-                    &spec,
-                    &weights,
-                    input,
-                    shape,
-                    &self.layout,
-                    arena,
-                    output,
-                )
+                forward_with_layout(backend, &spec, &weights, input, shape, layout, arena, output)
             })
             .map_err(RunError::Forward)?;
         Ok(())

@@ -3,10 +3,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shortcut_core::forward::{forward_with_layout, Backend};
+use shortcut_core::forward::Backend;
 use shortcut_core::plan::{walk, Op};
 use shortcut_core::shape::PoolGeometry;
-use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, LifetimePlan, Shape};
+use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, Shape};
 
 use crate::engine::Engine;
 use crate::model::{Model, RunError};
@@ -85,23 +85,12 @@ impl Model {
             (0..shape.len()).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
         let mut y = vec![0.0; session.output_len()];
         session.run(&x, &mut y)?;
-        let spec = self.spec().view();
-        let layout = LifetimePlan::new(&spec, shape).map_err(|reason| RunError::Shape {
-            shape: vec![shape.n, shape.c, shape.h, shape.w],
-            reason,
-        })?;
-        let mut arena = vec![0.0; layout.arena_len()];
         let engine = self.engine();
         let timing = Timing { engine, times: Mutex::new(Vec::new()) };
-        let weights = self.gathered();
         for _ in 0..passes.max(1) {
-            let w = weights.weights();
-            engine
-                .run(|| {
-                    forward_with_layout(&timing, &spec, &w, &x, shape, &layout, &mut arena, &mut y)
-                })
-                .map_err(RunError::Forward)?;
+            session.run_with(&timing, &x, &mut y)?;
         }
+        let spec = self.spec().view();
         let times = timing.times.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut layers = Vec::new();
         walk(&spec, shape, |s| {

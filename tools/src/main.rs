@@ -142,15 +142,17 @@ fn main() -> ExitCode {
         Command::Run { model, input, output, engine } => cmd_run(&model, &input, &output, &engine),
         Command::Demo { dir, engine } => cmd_demo(dir, &engine),
         Command::Classify(a) => shortcut_tools::classify::run(&a).map_err(Into::into),
-        Command::Bench { model, batch, size, iters, warmup, json, profile, engine } => {
-            cmd_bench(&model, batch, size.as_deref(), iters, warmup, json, &engine).and_then(|()| {
+        Command::Bench { model, batch, size, iters, warmup, json, profile, engine } => engine
+            .options()
+            .map_err(Into::into)
+            .and_then(|options| open_model(&model, &options))
+            .and_then(|m| {
+                cmd_bench(&m, &model, batch, size.as_deref(), iters, warmup, json)?;
                 if profile {
-                    cmd_profile(&model, batch, size.as_deref(), iters, &engine)
-                } else {
-                    Ok(())
+                    cmd_profile(&m, batch, size.as_deref(), iters)?;
                 }
-            })
-        }
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -304,21 +306,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn cmd_bench(
+    model: &Model,
     name: &str,
     batch: usize,
     size: Option<&str>,
     iters: usize,
     warmup: usize,
     json: bool,
-    engine: &EngineArgs,
 ) -> Result<()> {
     if iters == 0 || batch == 0 {
         bail!("--iters and --batch must be at least 1");
     }
-    let model = open_model(name, &engine.options()?)?;
     let (h, w) = match size {
         Some(s) => parse_size(s)?,
-        None => default_size(&model),
+        None => default_size(model),
     };
     let spec = model.spec().view();
     let shape = Shape::new(batch, spec.in_channels, h, w);
@@ -378,17 +379,10 @@ fn cmd_bench(
     Ok(())
 }
 
-fn cmd_profile(
-    name: &str,
-    batch: usize,
-    size: Option<&str>,
-    iters: usize,
-    engine: &EngineArgs,
-) -> Result<()> {
-    let model = open_model(name, &engine.options()?)?;
+fn cmd_profile(model: &Model, batch: usize, size: Option<&str>, iters: usize) -> Result<()> {
     let (h, w) = match size {
         Some(s) => parse_size(s)?,
-        None => default_size(&model),
+        None => default_size(model),
     };
     let layers = model.profile(Shape::new(batch, model.spec().in_channels, h, w), iters)?;
     let total: f64 = layers.iter().map(|l| l.time.as_secs_f64()).sum();
