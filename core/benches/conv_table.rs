@@ -2,7 +2,10 @@
 //! as a table: the measurements behind `PackedConv::choose_for_input`. On a shared machine the
 //! best of many short runs is steadier than criterion's mean.
 //!
-//! `cargo bench -p shortcut-core --bench conv_table [-- ISA [LAYER-FILTER]]`
+//! `[COLD=N] cargo bench -p shortcut-core --bench conv_table [-- ISA [LAYER-FILTER]]`
+//!
+//! With `COLD=N` each run uses the next of `N` copies of the packed weights, so that (for `N`
+//! large enough to overflow the caches) weights come from memory, as they do in a network.
 //!
 //! GFLOP/s count the direct convolution's `2 * MACs`, also for Winograd.
 
@@ -24,6 +27,7 @@ fn main() {
         None => Isa::all_available().collect(),
     };
     let filter = args.get(1).cloned().unwrap_or_default();
+    let copies: usize = std::env::var("COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     for isa in isas.into_iter().filter(|isa| isa.is_available()) {
         println!("{isa}");
         for (name, geom, hw) in LAYERS.into_iter().filter(|l| l.0.contains(&filter)) {
@@ -42,9 +46,10 @@ fn main() {
                     continue;
                 };
                 let mut scratch = vec![0.0; p.scratch_len(in_shape)];
+                let packed = vec![p; copies.max(1)];
                 let reps = ((4e9 / flops) as usize).clamp(5, 400);
                 let mut best = f64::MAX;
-                for _ in 0..reps {
+                for p in packed.iter().cycle().take(reps) {
                     let t = Instant::now();
                     p.run(&x, in_shape, &mut out, Epilogue::RELU, &mut scratch);
                     best = best.min(t.elapsed().as_secs_f64());

@@ -18,7 +18,7 @@ use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
 
 fn tolerance(algo: ConvAlgo) -> f32 {
     match algo {
-        ConvAlgo::Direct | ConvAlgo::Gemm => 1e-5,
+        ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT => 1e-5,
         ConvAlgo::Winograd2 => 2e-5,
         ConvAlgo::Winograd4 => 1e-4,
         ConvAlgo::Winograd6 => 1e-3,
@@ -220,8 +220,12 @@ fn wide_images() {
 /// tile product, with each epilogue and a row stride wider than the tile.
 #[test]
 fn gemm_micro_kernels() {
-    let mut kernels: Vec<arch::GemmKernel> =
-        Isa::all_available().map(|isa| arch::kernels(isa).unwrap().gemm).collect();
+    let mut kernels: Vec<arch::GemmKernel> = Isa::all_available()
+        .flat_map(|isa| {
+            let k = arch::kernels(isa).unwrap();
+            [k.gemm, k.gemm_t]
+        })
+        .collect();
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx512.is_available() {
         kernels.extend(arch::x86_64::avx512::GEMM_VARIANTS);
@@ -307,7 +311,7 @@ fn algorithm_choice() {
         (Isa::Avx512, sq(64, 56, 1), Winograd4),
         (Isa::Avx512, sq(128, 28, 1), Winograd6),
         (Isa::Avx512, sq(256, 14, 1), Winograd2),
-        (Isa::Avx512, sq(512, 7, 1), Winograd2),
+        (Isa::Avx512, sq(512, 7, 1), GemmT),
         (Isa::Avx512, sq(16, 32, 1), Direct),
         (Isa::Avx512, sq(32, 32, 1), Winograd4),
         (Isa::Avx512, sq(64, 8, 1), Winograd2),
@@ -318,6 +322,7 @@ fn algorithm_choice() {
         (Isa::Avx2, sq(256, 14, 1), Winograd4),
         (Isa::Avx2, sq(128, 28, 1), Winograd6),
         (Isa::Avx2, sq(512, 7, 1), Winograd2),
+        (Isa::Scalar, sq(512, 7, 1), Winograd2),
     ] {
         assert_eq!(PackedConv::choose_for_input(isa, &geom, shape), expect, "{isa} {geom:?}");
     }
@@ -336,6 +341,20 @@ fn algorithm_choice() {
         assert_eq!(PackedConv::choose(isa, &wide), Gemm);
         let shape = Shape::new(1, 3, 224, 224);
         assert_eq!(PackedConv::choose_for_input(isa, &stem, shape), Gemm);
+    }
+    // The transposed GEMM takes ResNet-50's last stage on x86 (weights from memory dominate).
+    let at = |c, hw| Shape::new(1, c, hw, hw);
+    let shortcut = Conv2dGeometry::square(1024, 2048, 1, 2, 0, 1);
+    let reduce = Conv2dGeometry::square(2048, 512, 1, 1, 0, 1);
+    let reduce14 = Conv2dGeometry::square(1024, 256, 1, 1, 0, 1);
+    for (isa, expect) in [(Isa::Avx512, GemmT), (Isa::Avx2, GemmT), (Isa::Scalar, Gemm)] {
+        assert_eq!(PackedConv::choose_for_input(isa, &shortcut, at(1024, 14)), expect);
+    }
+    for (isa, expect) in [(Isa::Avx512, GemmT), (Isa::Avx2, GemmT), (Isa::Scalar, Direct)] {
+        assert_eq!(PackedConv::choose_for_input(isa, &reduce, at(2048, 7)), expect);
+        // The same layer on a larger image, and a 14x14 layer, keep the usual algorithms.
+        assert_eq!(PackedConv::choose_for_input(isa, &reduce, at(2048, 28)), Direct);
+        assert_eq!(PackedConv::choose_for_input(isa, &reduce14, at(1024, 14)), Direct);
     }
 }
 

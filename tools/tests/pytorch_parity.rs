@@ -45,7 +45,11 @@ fn configurations() -> Vec<(String, Option<RunOptions>, f64)> {
         configs.push((format!("{isa} auto"), Some(opts(None, 1)), 1e-4));
         configs.push((format!("{isa} auto 3 threads"), Some(opts(None, 3)), 1e-4));
         for algo in ConvAlgo::ALL {
-            let tol = if matches!(algo, ConvAlgo::Direct | ConvAlgo::Gemm) { 1e-5 } else { 1e-4 };
+            let tol = if matches!(algo, ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT) {
+                1e-5
+            } else {
+                1e-4
+            };
             configs.push((format!("{isa} {algo}"), Some(opts(Some(algo), 1)), tol));
         }
     }

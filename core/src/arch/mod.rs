@@ -186,6 +186,10 @@ pub struct DirectKernel {
 pub struct Kernels {
     pub isa: Isa,
     pub gemm: GemmKernel,
+    /// The micro-kernel of [`crate::conv::ConvAlgo::GemmT`], whose rows are output pixels and
+    /// columns output channels (same contract, operands swapped): wide in channels, so small
+    /// images fill its tiles and each weight is read once per tile of pixels.
+    pub gemm_t: GemmKernel,
     /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
     pub winograd: [WinogradKernels; 3],
     pub direct: DirectKernel,

@@ -9,6 +9,7 @@ const NR: usize = 8;
 pub const KERNELS: Kernels = Kernels {
     isa: super::Isa::Scalar,
     gemm: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
+    gemm_t: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
     winograd: WINOGRAD,
     direct: DIRECT,
 };

@@ -193,7 +193,7 @@ fn split_phases(geom: &Conv2dGeometry) -> bool {
 /// the input rows of one (channel, kernel row) are first split into their `s` phases
 /// (`x = j * s + q`) in `phases`, so that every kernel column copies contiguous runs.
 #[allow(clippy::too_many_arguments)]
-fn pack_b(
+pub(super) fn pack_b(
     geom: &Conv2dGeometry,
     img: &[f32],
     in_shape: Shape,

@@ -35,6 +35,7 @@
 
 mod direct;
 mod gemm;
+mod gemm_t;
 mod winograd;
 
 use alloc::vec::Vec;
@@ -58,6 +59,12 @@ pub enum ConvAlgo {
     /// GEMM over an implicit im2col, packed per task into the micro-kernel's panel layout.
     /// Applies to every geometry.
     Gemm,
+    /// GEMM over the same implicit im2col with the operands swapped: output pixels are the
+    /// micro-kernel's rows and channels its columns ([`Kernels::gemm_t`]), the epilogue applied
+    /// while the tile is transposed into NCHW. For small images, where it fills tiles that
+    /// [`ConvAlgo::Gemm`] leaves partly empty and reads each weight once per job. Applies to
+    /// every geometry.
+    GemmT,
     /// Winograd `F(2x2, 3x3)`; `3x3`, stride 1, padding 1.
     Winograd2,
     /// Winograd `F(4x4, 3x3)`; `3x3`, stride 1, padding 1.
@@ -67,9 +74,10 @@ pub enum ConvAlgo {
 }
 
 impl ConvAlgo {
-    pub const ALL: [ConvAlgo; 5] = [
+    pub const ALL: [ConvAlgo; 6] = [
         ConvAlgo::Direct,
         ConvAlgo::Gemm,
+        ConvAlgo::GemmT,
         ConvAlgo::Winograd2,
         ConvAlgo::Winograd4,
         ConvAlgo::Winograd6,
@@ -79,6 +87,7 @@ impl ConvAlgo {
         match self {
             ConvAlgo::Direct => "direct",
             ConvAlgo::Gemm => "gemm",
+            ConvAlgo::GemmT => "gemm-t",
             ConvAlgo::Winograd2 => "winograd2",
             ConvAlgo::Winograd4 => "winograd4",
             ConvAlgo::Winograd6 => "winograd6",
@@ -95,7 +104,7 @@ impl ConvAlgo {
             ConvAlgo::Winograd2 => Some(2),
             ConvAlgo::Winograd4 => Some(4),
             ConvAlgo::Winograd6 => Some(6),
-            ConvAlgo::Direct | ConvAlgo::Gemm => None,
+            ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT => None,
         }
     }
 }
@@ -199,6 +208,10 @@ const KC: usize = 256;
 /// fewer rows per chunk touch fewer pages (measured 5-15% faster than 256 on 1x1 layers).
 const KC_DIRECT: usize = 128;
 
+/// Depth of one chunk of [`ConvAlgo::GemmT`]: a `KC_T x 48` weight panel (24 KiB with
+/// AVX-512) stays in L1 while the job's pixel tiles pass over it (64 and 256 measured the same).
+const KC_T: usize = 128;
+
 /// Output pixels per image from which AVX-512 GEMM and pointwise convolutions use the 8x48
 /// tile (56x56 and up; `benches/conv_table.rs`: stem 94 -> 105 GFLOP/s, 1x1 256->64 at 56x56
 /// 121 -> 138, while 14x14 and 7x7 layers lose 20-30% to partial panels).
@@ -258,7 +271,11 @@ impl PackedConv {
         }
         let mr = kernels.gemm.mr;
         let direct = algo == ConvAlgo::Direct && !pointwise(geom);
-        let rows = if direct { CO } else { mr };
+        let rows = match algo {
+            _ if direct => CO,
+            ConvAlgo::GemmT => kernels.gemm_t.nr,
+            _ => mr,
+        };
         let m_pad = geom.out_per_group().div_ceil(rows) * rows;
         let mut bias_packed = Vec::with_capacity(geom.groups * m_pad);
         for g in 0..geom.groups {
@@ -273,7 +290,7 @@ impl PackedConv {
             }
             None => {
                 let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
-                (depth, gemm::pack_weights(geom, weight, mr, m_pad))
+                (depth, gemm::pack_weights(geom, weight, rows, m_pad))
             }
             Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, mr, m_pad)),
         };
@@ -311,8 +328,9 @@ impl PackedConv {
     }
 
     /// The algorithm to use for inputs of `in_shape` (only its height and width matter): as
-    /// [`PackedConv::choose`], except that Winograd layers get the tile size that suits the
-    /// image:
+    /// [`PackedConv::choose`], except that layers with small outputs and many weights take
+    /// [`ConvAlgo::GemmT`] (the rule and its measurements: `small_map_heavy_weights`), and
+    /// Winograd layers get the tile size that suits the image:
     ///
     /// `F(m,3)` minimising `score(m) = (α²/m²) · edge(m) / fill(m) · w(m)`, where `α²/m²` is
     /// the GEMM work per output pixel, `edge(m) = ⌈H/m⌉⌈W/m⌉m² / (HW)` the partial-tile waste,
@@ -342,12 +360,15 @@ impl PackedConv {
     /// in every row except `512 g32` with AVX2 (Direct 55 vs `F(4,3)` 64).
     pub fn choose_for_input(isa: Isa, geom: &Conv2dGeometry, in_shape: Shape) -> ConvAlgo {
         let by_geometry = PackedConv::choose(isa, geom);
-        if by_geometry != ConvAlgo::Winograd2 {
-            return by_geometry;
-        }
         let Some(out) = geom.output_shape(in_shape) else {
             return by_geometry;
         };
+        if small_map_heavy_weights(isa, geom, out) {
+            return ConvAlgo::GemmT;
+        }
+        if by_geometry != ConvAlgo::Winograd2 {
+            return by_geometry;
+        }
         let nr = arch::kernels(isa).map_or(8, |k| k.gemm.nr);
         let score = |m: usize, w: f64| {
             let tiles = out.h.div_ceil(m) * out.w.div_ceil(m);
@@ -378,7 +399,7 @@ impl PackedConv {
         geom.is_valid()
             && match algo {
                 ConvAlgo::Direct => geom.stride_h == 1 && geom.stride_w == 1,
-                ConvAlgo::Gemm => true,
+                ConvAlgo::Gemm | ConvAlgo::GemmT => true,
                 ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => winograd,
             }
     }
@@ -400,10 +421,15 @@ impl PackedConv {
         &self.geom
     }
 
-    /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` (AVX-512 GEMM and pointwise
+    /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` or, for [`ConvAlgo::GemmT`],
+    /// `avx512_gemm_f32_7x48` (AVX-512 GEMM and pointwise
     /// layers with large outputs run its 8x48 sibling, see `PackedConv::gemm_kernel`).
     pub fn kernel_name(&self) -> &'static str {
-        self.kernels.gemm.name
+        if self.algo == ConvAlgo::GemmT {
+            self.kernels.gemm_t.name
+        } else {
+            self.kernels.gemm.name
+        }
     }
 
     /// Whether this is the direct `kxk` kernel (columns are output rows, panels `CO` rows).
@@ -416,6 +442,9 @@ impl PackedConv {
     /// the wider 8x48 tile (same `MR`, so the same packed weights). Winograd keeps the ISA's
     /// kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
+        if self.algo == ConvAlgo::GemmT {
+            return self.kernels.gemm_t;
+        }
         #[cfg(target_arch = "x86_64")]
         if self.kernels.isa == Isa::Avx512
             && matches!(self.algo, ConvAlgo::Gemm | ConvAlgo::Direct)
@@ -434,6 +463,8 @@ impl PackedConv {
     fn panel_rows(&self) -> usize {
         if self.direct_kxk() {
             CO
+        } else if self.algo == ConvAlgo::GemmT {
+            self.kernels.gemm_t.nr
         } else {
             self.kernels.gemm.mr
         }
@@ -443,14 +474,27 @@ impl PackedConv {
         let out = self.geom.output_shape(in_shape).expect("PackedConv: input does not fit");
         let direct_kxk = self.direct_kxk();
         let gemm = self.gemm_kernel(out);
-        let nr = if direct_kxk { 1 } else { gemm.nr };
+        // Output columns (pixels) per tile: one row for the direct kernel, the tile's rows for
+        // the transposed GEMM.
+        let nr = match self.algo {
+            _ if direct_kxk => 1,
+            ConvAlgo::GemmT => gemm.mr,
+            _ => gemm.nr,
+        };
         // Images x groups; at least one so an empty batch still has a (taskless) layout.
         let units = (out.n * self.geom.groups).max(1);
-        let kc_max = if self.algo == ConvAlgo::Direct { KC_DIRECT } else { KC };
+        let kc_max = match self.algo {
+            ConvAlgo::Direct => KC_DIRECT,
+            ConvAlgo::GemmT => KC_T,
+            _ => KC,
+        };
         let (cols, max_nc) = match self.algo.winograd_m() {
             None if direct_kxk => {
                 let per_row = self.geom.in_per_group() * direct::padded_width(self, out);
                 (out.h, (B_BUDGET / per_row).saturating_sub(self.geom.kernel_h).max(1))
+            }
+            None if self.algo == ConvAlgo::GemmT => {
+                (out.h * out.w, (B_BUDGET / self.depth).max(nr))
             }
             None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {
@@ -460,9 +504,16 @@ impl PackedConv {
             }
         };
         // At least enough blocks to respect the budget, more (down to one panel each) when the
-        // image is too small to give every thread a task.
+        // image is too small to give every thread a task. The transposed GEMM, each of whose
+        // column blocks reads all the weights, first splits channels (below) and only splits
+        // columns where there are too few channel panels.
         let by_size = cols.div_ceil(max_nc);
-        let by_tasks = MIN_TASKS.div_ceil(units).min(cols.div_ceil(nr));
+        let units_before_columns = if self.algo == ConvAlgo::GemmT {
+            units * self.m_pad / self.panel_rows()
+        } else {
+            units
+        };
+        let by_tasks = MIN_TASKS.div_ceil(units_before_columns).min(cols.div_ceil(nr));
         let want = by_size.max(by_tasks).max(1);
         let nc = cols.div_ceil(want).div_ceil(nr) * nr;
         let blocks = cols.div_ceil(nc).max(1);
@@ -478,6 +529,11 @@ impl PackedConv {
         let l = self.layout(in_shape);
         let nr = l.gemm.nr;
         match self.algo {
+            ConvAlgo::GemmT => {
+                // The job's packed im2col rows (whole depth), its `pixels x NR` sums, phases.
+                let pixels = l.nc.div_ceil(l.gemm.mr) * l.gemm.mr;
+                pixels * (self.depth + nr) + gemm::phases_len(&self.geom, in_shape, l.out, l.nc)
+            }
             ConvAlgo::Direct if self.direct_kxk() => direct::scratch_len(self, l.out, l.nc),
             ConvAlgo::Direct => l.kc * nr,
             ConvAlgo::Gemm => {
@@ -550,6 +606,9 @@ impl PackedConv {
                     None if self.direct_kxk() => {
                         direct::run(self, &l, job, input, in_shape, output, epilogue, scratch)
                     }
+                    None if self.algo == ConvAlgo::GemmT => {
+                        gemm_t::run(self, &l, job, input, in_shape, output, epilogue, scratch)
+                    }
                     None => gemm::run(self, &l, job, input, in_shape, output, epilogue, scratch),
                     Some(m) => {
                         winograd::run(self, &l, m, job, input, in_shape, output, epilogue, scratch)
@@ -571,6 +630,39 @@ impl PackedConv {
         let tasks = self.task_count(in_shape);
         // SAFETY: one caller, holding `output` exclusively.
         unsafe { self.run_tasks(0..tasks, input, in_shape, OutPtr::new(output), epilogue, scratch) }
+    }
+}
+
+/// Whether a layer producing `out` suits [`ConvAlgo::GemmT`]: at most 64 output pixels per
+/// image (ResNet's 7x7 stage), at least 128 output channels per group and a depth of at least
+/// 512, so that weights outweigh the work per weight and the transposed store is paid for; with
+/// AVX2, not where Winograd applies. Only the x86 ISAs, where it was measured.
+///
+/// Measured with `COLD=16 cargo bench -p shortcut-core --bench conv_table` (weights cold, as in
+/// a network, where each layer's weights come from memory), GFLOP/s AVX-512 / AVX2, the best
+/// other algorithm in brackets:
+///
+/// | layer                    | GemmT     | best other                  |
+/// |--------------------------|-----------|-----------------------------|
+/// | 1x1 512->2048, 7x7       | 121 / 69  | GEMM 77 / 50                |
+/// | 1x1 2048->512, 7x7       | 118 / 67  | GEMM 70 / 48                |
+/// | 3x3 512->512, 7x7        | 98 / 60   | F(2,3) 71 / 81              |
+/// | 1x1/2 1024->2048, 14x14  | 105 / 66  | GEMM 68 / 42                |
+/// | 3x3/2 256->256, 14x14    | 81 / 50   | GEMM 63 / 41                |
+/// | 1x1 1024->256, 14x14     | 109 / 71  | direct 129 / 87             |
+/// | 3x3 256->256, 14x14      | 95 / 65   | F(2,3) 136 / F(4,3) 136     |
+/// | 3x3 64->64, 8x8          | 28 / -    | F(2,3) 123 / -              |
+///
+/// and 45-105 against 95-150 on larger images, where the transposed store and the short
+/// packing runs cost more than the better use of weights saves. (Weights cached, AVX-512:
+/// 1x1 2048->512 at 7x7 GemmT 131, direct 115: the gain is mostly reading weights once.)
+fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool {
+    let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
+    let heavy = out.h * out.w <= 64 && geom.out_per_group() >= 128 && depth >= 512;
+    match isa {
+        Isa::Avx512 => heavy,
+        Isa::Avx2 => heavy && !PackedConv::supports(ConvAlgo::Winograd2, geom),
+        Isa::Scalar | Isa::Neon => false,
     }
 }
 

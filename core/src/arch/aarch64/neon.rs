@@ -7,6 +7,7 @@ use crate::arch::{GemmKernel, Isa, Kernels, Tile};
 pub const KERNELS: Kernels = Kernels {
     isa: Isa::Neon,
     gemm: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
+    gemm_t: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
     winograd: WINOGRAD,
     direct: DIRECT,
 };

@@ -7,6 +7,9 @@ use crate::arch::{GemmKernel, Isa, Kernels, Tile};
 pub const KERNELS: Kernels = Kernels {
     isa: Isa::Avx2,
     gemm: GemmKernel { name: "avx2_gemm_f32_6x16", mr: 6, nr: 16, run: gemm_6x16 },
+    // Pixel rows: 16 registers leave no room for 7x16 (17 live vectors), and 6 rows waste
+    // 5 of 54 on a 7x7 map.
+    gemm_t: GemmKernel { name: "avx2_gemm_f32_6x16", mr: 6, nr: 16, run: gemm_6x16 },
     winograd: WINOGRAD,
     direct: DIRECT,
 };

@@ -1,0 +1,132 @@
+//! The transposed GEMM driver ([`ConvAlgo::GemmT`](super::ConvAlgo::GemmT)): output pixels are
+//! the micro-kernel's rows and output channels its columns, `Cᵀ = im2colᵀ · Wᵀ`.
+//!
+//! Why: on small images (ResNet's 14x14 and 7x7 stages) the channel-rows GEMM has few pixel
+//! columns to fill its `NR`-wide tiles (49 pixels in two 32-column panels) and streams every
+//! weight once per column panel from beyond L2, since those layers hold 1-9 MiB of weights.
+//! Here a tile is `MR` pixels (7 on AVX-512: ResNet maps are `7 * 2^k` wide) by `NR` channels:
+//! the job's im2col rows are packed once, each weight panel (`depth x NR`) is read from memory
+//! once per job and from L2 for the job's other pixel tiles, and no lane is wasted.
+//!
+//! The cost is the store: the kernel's tile is pixels x channels while the output is NCHW, so
+//! the epilogue (bias, accumulate, ReLU) is applied while transposing the tile into place.
+
+use super::gemm::pack_b;
+use super::{Job, Layout, OutPtr, PackedConv};
+use crate::arch::Tile;
+use crate::epilogue::Epilogue;
+use crate::shape::Shape;
+
+/// Runs one task of a [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) convolution.
+///
+/// # Safety
+/// `out` holds the convolution's output and no other thread accesses this job's elements.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run(
+    pc: &PackedConv,
+    l: &Layout,
+    job: Job,
+    input: &[f32],
+    in_shape: Shape,
+    out: OutPtr<'_>,
+    ep: Epilogue,
+    scratch: &mut [f32],
+) {
+    let geom = &pc.geom;
+    let kern = l.gemm;
+    // Rows are pixels, columns channels.
+    let (mr, nr) = (kern.mr, kern.nr);
+    let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let plane = in_shape.h * in_shape.w;
+    let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane..][..cin_g * plane];
+    let ohw = l.out.h * l.out.w;
+    let out_base = (job.n * l.out.c + job.g * cout_g) * ohw;
+    let w_group = &pc.a[job.g * pc.m_pad * pc.depth..][..pc.m_pad * pc.depth];
+    let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
+    let depth = pc.depth;
+    let row_panels = job.ncols.div_ceil(mr);
+    let (panels, rest) = scratch.split_at_mut(depth * row_panels * mr);
+    let (acc, phases) = rest.split_at_mut(row_panels * mr * nr);
+    pack_b(geom, img, in_shape, l.out, 0, depth, (job.col0, job.ncols), mr, panels, phases);
+    let chunks = depth.div_ceil(l.kc);
+    let next_chunk = |p: usize, chunk: usize| {
+        if chunk + 1 < chunks {
+            w_group[p * nr * depth + (chunk + 1) * l.kc * nr..].as_ptr()
+        } else if p + 1 < job.panels.end {
+            w_group[(p + 1) * nr * depth..].as_ptr()
+        } else {
+            core::ptr::null()
+        }
+    };
+    for p in job.panels.clone() {
+        let chans = nr.min(cout_g - p * nr);
+        let w_panel = &w_group[p * nr * depth..][..nr * depth];
+        // `kc` steps of one weight panel stay in L1 while every pixel tile passes; the job's
+        // `pixels x NR` sums accumulate in `acc` over the chunks.
+        for chunk in 0..chunks {
+            let k0 = chunk * l.kc;
+            let kc = l.kc.min(depth - k0);
+            for i in 0..row_panels {
+                let tile = Tile {
+                    k: kc,
+                    a: panels[i * depth * mr + k0 * mr..].as_ptr(),
+                    b: w_panel[k0 * nr..].as_ptr(),
+                    ldb: nr,
+                    c: acc[i * mr * nr..].as_mut_ptr(),
+                    ldc: nr,
+                    bias: core::ptr::null(),
+                    load_c: chunk > 0,
+                    relu: false,
+                    // The first tile fetches the next chunk of weights (of this panel or the
+                    // next) while the weights of this one, fetched the same way, are in cache:
+                    // these layers' weights come from memory, and the prefetchers stop at
+                    // every page.
+                    prefetch: if i == 0 { next_chunk(p, chunk) } else { core::ptr::null() },
+                };
+                // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, `b` `kc` steps of
+                // a packed `depth x NR` panel, `c` an `MR x NR` block of `acc`.
+                unsafe { (kern.run)(&tile) };
+            }
+        }
+        let c0 = out_base + p * nr * ohw + job.col0;
+        debug_assert!(c0 + (chans - 1) * ohw + job.ncols <= out.len);
+        // SAFETY: channels `p*nr .. p*nr + chans` of this group and the job's pixels are
+        // inside `out` and belong to this task.
+        unsafe {
+            let dst = out.ptr.add(c0);
+            store_transposed(acc, nr, dst, ohw, job.ncols, &bias[p * nr..][..chans], ep);
+        }
+    }
+}
+
+/// Writes `dst[j * ld + r] = relu?(tile[r * nr + j] + bias[j] + dst[j * ld + r]?)` for
+/// `r < pixels`, `j < bias.len()`.
+///
+/// # Safety
+/// `pixels` floats at `dst + j * ld` are writable for every `j < bias.len()`, and `tile` holds
+/// `pixels` rows of `nr >= bias.len()` floats.
+#[inline]
+unsafe fn store_transposed(
+    tile: &[f32],
+    nr: usize,
+    dst: *mut f32,
+    ld: usize,
+    pixels: usize,
+    bias: &[f32],
+    ep: Epilogue,
+) {
+    for (j, &b) in bias.iter().enumerate() {
+        // SAFETY: the caller's contract.
+        let row = unsafe { core::slice::from_raw_parts_mut(dst.add(j * ld), pixels) };
+        for (r, o) in row.iter_mut().enumerate() {
+            let mut v = tile[r * nr + j] + b;
+            if ep.accumulate {
+                v += *o;
+            }
+            if ep.relu {
+                v = v.max(0.0);
+            }
+            *o = v;
+        }
+    }
+}
