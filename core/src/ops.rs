@@ -3,51 +3,75 @@
 
 use crate::shape::{PoolGeometry, Shape};
 
-/// Max-pool: windows fully inside the plane take a branch-free path, the border the general one.
+/// Max-pool, separably: per output row, the element-wise maximum of the window's input rows
+/// (contiguous, so it vectorises), then the maximum of each window's columns of that. Padding
+/// is skipped (as PyTorch pads with `-inf`); a window with no input element gives `-inf`.
 pub fn max_pool2d(geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &mut [f32]) {
     let out_shape = geom.output_shape(in_shape).expect("max_pool2d: input does not fit");
     assert_eq!(input.len(), in_shape.len());
     assert_eq!(output.len(), out_shape.len());
-    let (k, s, p) = (geom.kernel, geom.stride, geom.pad);
+    let (k, s, p) = (geom.kernel, geom.stride, geom.pad as isize);
     let (h, w) = (in_shape.h, in_shape.w);
-    // Output rows/cols whose window lies inside the input: o*s >= p and o*s - p + k <= size.
-    let inner = |size: usize, out: usize| {
-        let lo = p.div_ceil(s).min(out);
-        let hi = if size + p >= k { ((size + p - k) / s + 1).min(out) } else { 0 };
+    let (oh, ow) = (out_shape.h, out_shape.w);
+    // Input columns are reduced in blocks of at most `SPAN`: `block` output columns each.
+    const SPAN: usize = 512;
+    if k > SPAN {
+        return crate::reference::max_pool2d(geom, input, in_shape, output);
+    }
+    let mut rows_max = [f32::NEG_INFINITY; SPAN];
+    let mut runs_max = [f32::NEG_INFINITY; SPAN];
+    let block = SPAN.saturating_sub(k) / s + 1;
+    // The valid input range `[lo, hi)` of a window starting at `start` (may be empty).
+    let clip = |start: isize, len: usize| {
+        let lo = start.clamp(0, len as isize) as usize;
+        let hi = (start + k as isize).clamp(0, len as isize) as usize;
         (lo, hi.max(lo))
     };
-    let (y_lo, y_hi) = inner(h, out_shape.h);
-    let (x_lo, x_hi) = inner(w, out_shape.w);
-    for (plane, out) in
-        input.chunks_exact(h * w).zip(output.chunks_exact_mut(out_shape.plane_len()))
-    {
-        for oy in 0..out_shape.h {
-            let row = &mut out[oy * out_shape.w..][..out_shape.w];
-            let y_inside = oy >= y_lo && oy < y_hi;
-            for (ox, o) in row.iter_mut().enumerate() {
-                if y_inside && ox >= x_lo && ox < x_hi {
-                    let (y0, x0) = (oy * s - p, ox * s - p);
-                    let mut m = f32::NEG_INFINITY;
-                    for ky in 0..k {
-                        for &v in &plane[(y0 + ky) * w + x0..][..k] {
-                            // A plain comparison (not `f32::max`) compiles to one `maxss`.
-                            m = if v > m { v } else { m };
+    for (plane, out) in input.chunks_exact(h * w).zip(output.chunks_exact_mut(oh * ow)) {
+        for (oy, row) in out.chunks_exact_mut(ow).enumerate() {
+            let (y_lo, y_hi) = clip(oy as isize * s as isize - p, h);
+            for ox0 in (0..ow).step_by(block) {
+                let ox1 = (ox0 + block).min(ow);
+                let first = ox0 as isize * s as isize - p;
+                let (x_lo, x_hi) = clip(first, w);
+                let x_hi = x_hi.max(clip((ox1 - 1) as isize * s as isize - p, w).1);
+                let span = &mut rows_max[..x_hi - x_lo];
+                span.fill(f32::NEG_INFINITY);
+                for iy in y_lo..y_hi {
+                    for (m, &v) in span.iter_mut().zip(&plane[iy * w + x_lo..][..x_hi - x_lo]) {
+                        // A plain comparison (not `f32::max`) compiles to one `maxps`.
+                        *m = if v > *m { v } else { *m };
+                    }
+                }
+                // Output columns whose window is whole (inside the span): one strided pass per
+                // kernel column; the others (at the padding) one window at a time.
+                // Window `ox` starts at span index `ox * s - p - x_lo`; it is whole for
+                // `ox` in `a .. b`.
+                let (si, pi, xi) = (s as isize, p, x_lo as isize);
+                let a = ((pi + xi + si - 1).div_euclid(si).max(0) as usize).clamp(ox0, ox1);
+                let last = (span.len() as isize - k as isize + pi + xi).div_euclid(si) + 1;
+                let b = (last.max(0) as usize).clamp(a, ox1);
+                for ox in (ox0..a).chain(b..ox1) {
+                    let (lo, hi) = clip(ox as isize * s as isize - p, w);
+                    let window = &span[lo.max(x_lo) - x_lo..hi.max(x_lo) - x_lo];
+                    row[ox] =
+                        window.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+                }
+                if a < b {
+                    // The maximum of every `k` consecutive columns (contiguous passes, which
+                    // vectorise), then every `s`-th of them.
+                    let first = (a as isize * si - pi - xi) as usize;
+                    let n = (b - a - 1) * s + 1;
+                    let runs = &mut runs_max[..n];
+                    runs.copy_from_slice(&span[first..][..n]);
+                    for kx in 1..k {
+                        for (m, &v) in runs.iter_mut().zip(&span[first + kx..][..n]) {
+                            *m = if v > *m { v } else { *m };
                         }
                     }
-                    *o = m;
-                } else {
-                    let mut m = f32::NEG_INFINITY;
-                    for ky in 0..k {
-                        let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&y| y < h) else {
-                            continue;
-                        };
-                        for kx in 0..k {
-                            if let Some(ix) = (ox * s + kx).checked_sub(p).filter(|&x| x < w) {
-                                m = m.max(plane[iy * w + ix]);
-                            }
-                        }
+                    for (o, &m) in row[a..b].iter_mut().zip(runs.iter().step_by(s)) {
+                        *o = m;
                     }
-                    *o = m;
                 }
             }
         }

@@ -33,6 +33,20 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 
+    /// Rows wider than the pool's 512-column block, so blocks split a row (at odd places).
+    #[test]
+    fn max_pool_wide_rows_match_reference(w in 500usize..1200, k in 1usize..8, s in 1usize..4,
+                                          p in 0usize..3, seed in any::<u64>()) {
+        let g = PoolGeometry { kernel: k, stride: s, pad: p };
+        let shape = Shape::new(1, 2, 3, w);
+        let Some(out) = g.output_shape(shape) else { return Ok(()) };
+        let x = values(shape.len(), seed);
+        let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
+        reference::max_pool2d(&g, &x, shape, &mut a);
+        ops::max_pool2d(&g, &x, shape, &mut b);
+        prop_assert_eq!(a, b);
+    }
+
     /// Summation order differs: |y - ref| <= 1e-6 * (1 + sum |x w|).
     #[test]
     fn linear_matches_reference(n in 1usize..4, i in 1usize..70, o in 1usize..20, seed in any::<u64>()) {
