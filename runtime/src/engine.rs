@@ -138,12 +138,15 @@ impl Engine {
         let convs = (0..spec.conv_count())
             .map(|i| {
                 let (geom, w) = conv_weights(i);
-                // A forced algorithm applies where it can; other layers use the exact
-                // (non-Winograd) path, so forcing `direct` or `gemm` gives exact convolutions.
+                // A forced algorithm applies where it can (Winograd: 3x3/1 only); other layers
+                // use the exact (non-Winograd) path, so forcing `direct`, `gemm` or `gemm-t`
+                // gives exact convolutions.
                 let algo = match (resolved.conv, in_shapes[i]) {
-                    (Some(a), _) => [a, ConvAlgo::Direct, ConvAlgo::Gemm]
-                        .into_iter()
-                        .find(|&c| PackedConv::supports(c, &geom)),
+                    (Some(a), _) if PackedConv::supports(a, &geom) => Some(a),
+                    (Some(_), _) => match PackedConv::choose(resolved.isa, &geom) {
+                        ConvAlgo::Winograd2 => Some(ConvAlgo::Gemm),
+                        exact => Some(exact),
+                    },
                     (None, Some(shape)) => {
                         Some(PackedConv::choose_for_input(resolved.isa, &geom, shape))
                     }

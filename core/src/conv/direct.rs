@@ -1,6 +1,12 @@
-//! The direct stride-1 convolution driver: per task (image, group, block of output rows,
-//! block of output channels) a zero-padded copy of the input rows the block reads, then one
-//! kernel call per output row, [`CO`] output channels and run of pixels.
+//! The direct convolution driver: per task (image, group, block of output rows, block of
+//! output channels) a zero-padded copy of the input rows the block reads, then one kernel call
+//! per output row, [`CO`] output channels and run of pixels.
+//!
+//! Strides go through the same stride-1 kernel: each padded input row is stored as its `sw`
+//! phases (columns `q, q + sw, q + 2sw, ...`), so output pixel `i` reads element `i + kx / sw`
+//! of phase `kx % sw`, a contiguous run, and the kernel sees a "virtual" kernel of
+//! `kh * sw` rows (one per input row and phase) of `ceil(kw / sw)` columns, with zero weights
+//! where `kx` passes `kw` (3x3/2: 4 taps per row where 3 are real; 7x7/2: 8 for 7).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -10,35 +16,60 @@ use crate::arch::direct::{DirectArgs, CO};
 use crate::epilogue::Epilogue;
 use crate::shape::{Conv2dGeometry, Shape};
 
-/// Packs `[out, in/groups, kh, kw]` weights into `[group][out/CO][in/groups][kh][kw][CO]`, zero
-/// past the group's output channels (`m_pad` rounds them up to `CO`).
+/// The virtual kernel of a geometry: `(rows, columns)` = `(kh * sw, ceil(kw / sw))`.
+fn virtual_kernel(geom: &Conv2dGeometry) -> (usize, usize) {
+    (geom.kernel_h * geom.stride_w, geom.kernel_w.div_ceil(geom.stride_w))
+}
+
+/// Packs `[out, in/groups, kh, kw]` weights into `[group][out/CO][in/groups][kh][sw][kw'][CO]`
+/// (the virtual kernel's taps), zero past the group's output channels (`m_pad` rounds them up
+/// to `CO`) and where `kx' * sw + q >= kw`.
 pub(super) fn pack_weights(geom: &Conv2dGeometry, weight: &[f32], m_pad: usize) -> Vec<f32> {
-    let taps = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
+    let (kh, kw, sw) = (geom.kernel_h, geom.kernel_w, geom.stride_w);
+    let (vh, vw) = virtual_kernel(geom);
+    let cin_g = geom.in_per_group();
+    let taps = cin_g * vh * vw;
     let cout_g = geom.out_per_group();
     let mut a = vec![0.0; geom.groups * m_pad * taps];
     for g in 0..geom.groups {
         for co in 0..cout_g {
             let (block, c) = (co / CO, co % CO);
-            let src = &weight[(g * cout_g + co) * taps..][..taps];
+            let src = &weight[(g * cout_g + co) * cin_g * kh * kw..][..cin_g * kh * kw];
             let dst = &mut a[(g * m_pad + block * CO) * taps..][..CO * taps];
-            for (t, w) in src.iter().enumerate() {
-                dst[t * CO + c] = *w;
+            for ci in 0..cin_g {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (q, kv) = (kx % sw, kx / sw);
+                        let t = ((ci * kh + ky) * sw + q) * vw + kv;
+                        dst[t * CO + c] = src[(ci * kh + ky) * kw + kx];
+                    }
+                }
             }
         }
     }
     a
 }
 
-/// Row length of the padded input copy: the output row rounded up to whole vectors, plus the
-/// kernel's overhang.
-pub(super) fn padded_width(pc: &PackedConv, out: Shape) -> usize {
+/// Length of one phase of a padded input row: the output row rounded up to whole vectors,
+/// plus the virtual kernel's overhang.
+fn phase_width(pc: &PackedConv, out: Shape) -> usize {
     let lanes = pc.kernels.direct.lanes;
-    out.w.div_ceil(lanes) * lanes + pc.geom.kernel_w - 1
+    out.w.div_ceil(lanes) * lanes + virtual_kernel(&pc.geom).1 - 1
+}
+
+/// Floats of one padded input row (all its phases).
+pub(super) fn padded_width(pc: &PackedConv, out: Shape) -> usize {
+    phase_width(pc, out) * pc.geom.stride_w
+}
+
+/// Padded input rows that `rows` consecutive output rows read.
+fn input_rows(geom: &Conv2dGeometry, rows: usize) -> usize {
+    (rows.max(1) - 1) * geom.stride_h + geom.kernel_h
 }
 
 /// Scratch of one task with at most `rows` output rows: the padded copy of its input rows.
 pub(super) fn scratch_len(pc: &PackedConv, out: Shape, rows: usize) -> usize {
-    pc.geom.in_per_group() * (rows + pc.geom.kernel_h - 1) * padded_width(pc, out)
+    pc.geom.in_per_group() * input_rows(&pc.geom, rows) * padded_width(pc, out)
 }
 
 /// Runs one job (output rows `col0 .. col0 + ncols`).
@@ -64,25 +95,38 @@ pub(super) unsafe fn run(
     let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane_in..][..cin_g * plane_in];
     let (oh, ow) = (l.out.h, l.out.w);
     let out_base = (job.n * l.out.c + job.g * cout_g) * oh * ow;
-    let pw = padded_width(pc, l.out);
-    let rows = job.ncols + geom.kernel_h - 1;
-    let plane = rows * pw;
+    let (sh, sw) = (geom.stride_h, geom.stride_w);
+    let phase_w = phase_width(pc, l.out);
+    let row_len = phase_w * sw;
+    let rows = input_rows(geom, job.ncols);
+    let plane = rows * row_len;
     let buf = &mut scratch[..cin_g * plane];
     for (ci, dst) in buf.chunks_exact_mut(plane).enumerate() {
         let src = &img[ci * plane_in..][..plane_in];
-        for (r, row) in dst.chunks_exact_mut(pw).enumerate() {
-            // Padded row `r` holds input row `col0 + r - pad_h`.
-            match (job.col0 + r).checked_sub(geom.pad_h).filter(|&y| y < ih) {
-                Some(y) => {
-                    row[..geom.pad_w].fill(0.0);
-                    row[geom.pad_w..geom.pad_w + iw].copy_from_slice(&src[y * iw..][..iw]);
-                    row[geom.pad_w + iw..].fill(0.0);
+        for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
+            // Padded row `r` holds input row `col0 * sh + r - pad_h`, phase `q` its columns
+            // `j * sw + q - pad_w`.
+            let Some(y) = (job.col0 * sh + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
+                row.fill(0.0);
+                continue;
+            };
+            let line = &src[y * iw..][..iw];
+            if sw == 1 {
+                row[..geom.pad_w].fill(0.0);
+                row[geom.pad_w..geom.pad_w + iw].copy_from_slice(line);
+                row[geom.pad_w + iw..].fill(0.0);
+                continue;
+            }
+            for (q, phase) in row.chunks_exact_mut(phase_w).enumerate() {
+                for (j, v) in phase.iter_mut().enumerate() {
+                    let x = (j * sw + q).checked_sub(geom.pad_w).filter(|&x| x < iw);
+                    *v = x.map_or(0.0, |x| line[x]);
                 }
-                None => row.fill(0.0),
             }
         }
     }
-    let taps = cin_g * geom.kernel_h * geom.kernel_w;
+    let (vh, vw) = virtual_kernel(geom);
+    let taps = cin_g * vh * vw;
     let a_group = &pc.a[job.g * pc.m_pad * taps..][..pc.m_pad * taps];
     let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
     let span = kern.lanes * kern.max_vectors;
@@ -91,12 +135,12 @@ pub(super) unsafe fn run(
         for block in job.panels.clone() {
             for x0 in (0..ow).step_by(span) {
                 let args = DirectArgs {
-                    src: buf[r * pw + x0..].as_ptr(),
+                    src: buf[r * sh * row_len + x0..].as_ptr(),
                     plane,
-                    pw,
+                    pw: phase_w,
                     cin: cin_g,
-                    kh: geom.kernel_h,
-                    kw: geom.kernel_w,
+                    kh: vh,
+                    kw: vw,
                     w: a_group[block * CO * taps..].as_ptr(),
                     bias: bias[block * CO..].as_ptr(),
                     // SAFETY: channel `block * CO` of this image and group, pixel (oy, x0):
@@ -108,10 +152,12 @@ pub(super) unsafe fn run(
                     accumulate: ep.accumulate,
                     relu: ep.relu,
                 };
-                // SAFETY: the padded copy holds `kh - 1 + ncols` rows of `pw >= x0 + whole
-                // vectors + kw - 1` floats per channel; `CO * taps` packed weights and `CO`
-                // biases per block; the `channels x count` outputs belong to this job; the
-                // ISA was checked when `pc` was built.
+                // SAFETY: the padded copy holds `(ncols - 1) * sh + kh` rows of `sw` phases
+                // of `phase_w >= x0 + whole vectors + vw - 1` floats per channel, so virtual
+                // row `ky * sw + q` of output row `r` (`phase_w` floats each, consecutive) is
+                // inside it; `CO * taps` packed weights and `CO` biases per block; the
+                // `channels x count` outputs belong to this job; the ISA was checked when `pc`
+                // was built.
                 unsafe { (kern.run)(&args) };
             }
         }

@@ -10,9 +10,10 @@
 //! - `B` is packed per task into `NR`-column panels by an implicit im2col that writes the panel
 //!   layout directly and supplies the zero padding ([`ConvAlgo::Gemm`]), or read in place from
 //!   the input rows for pointwise convolutions ([`ConvAlgo::Direct`]).
-//! - Other stride-1 convolutions can skip the GEMM: [`ConvAlgo::Direct`] runs a direct kernel
-//!   over a zero-padded copy of the input rows, vectorised along output rows, 4 output
-//!   channels at a time, which wins when groups have few channels (ResNeXt).
+//! - Other convolutions can skip the GEMM: [`ConvAlgo::Direct`] runs a direct kernel over a
+//!   zero-padded copy of the input rows (split into phases for a stride), vectorised along
+//!   output rows, 4 output channels at a time, which wins when groups have few channels
+//!   (ResNeXt, the 3-channel stem).
 //! - Winograd `F(m, 3)` ([`ConvAlgo::Winograd2`], `4`, `6`) transforms input tiles straight into
 //!   packed panels, runs one GEMM per transform position through the same micro-kernel, and
 //!   applies the epilogue in the output transform.
@@ -50,11 +51,12 @@ use crate::shape::{Conv2dGeometry, Shape};
 /// How a [`PackedConv`] computes the convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvAlgo {
-    /// Convolution without an im2col copy; stride 1. Pointwise (`1x1`, no padding): the GEMM
+    /// Convolution without an im2col copy. Pointwise (`1x1`, stride 1, no padding): the GEMM
     /// micro-kernel streams the NCHW input rows in place (only a partial last column panel is
-    /// packed). Larger kernels: a direct convolution over a zero-padded copy of the input,
-    /// vectorised along output rows, 4 output channels per pass (the `arch::direct` kernel);
-    /// it wins where groups have few channels (ResNeXt).
+    /// packed). Other kernels: a direct convolution over a zero-padded copy of the input,
+    /// vectorised along output rows, 4 output channels per pass (the `arch::direct` kernel;
+    /// strides through phase-split rows, see `conv/direct.rs`); it wins where groups have few
+    /// channels (ResNeXt, the stem). Applies to every geometry.
     Direct,
     /// GEMM over an implicit im2col, packed per task into the micro-kernel's panel layout.
     /// Applies to every geometry.
@@ -300,8 +302,13 @@ impl PackedConv {
     /// The algorithm [`PackedConv::new`] uses when none is forced, from the geometry alone:
     ///
     /// - pointwise (`1x1`, stride 1, no padding): [`ConvAlgo::Direct`];
-    /// - stride 1 with at most 16 input or output channels per group (ResNeXt's grouped 3x3):
-    ///   [`ConvAlgo::Direct`];
+    /// - at most 16 input or output channels per group (ResNeXt's grouped 3x3, the 3-channel
+    ///   stem), unless a strided `1x1`: [`ConvAlgo::Direct`]. Measured with strides
+    ///   (`COLD=16 cargo bench -p shortcut-core --bench conv_table`, GFLOP/s AVX-512 / AVX2,
+    ///   direct vs GEMM): stem 7x7/2 3->64 at 224 120 / 79 vs 118 / 72 (in ResNet-50 2.04-2.19
+    ///   vs 2.18-2.32 ms), 3x3/2 g32 256 (8/g) at 56 18 / 18 vs 17 / 13, 512 g32 (16/g) at 28
+    ///   27 / 26 vs 21 / 17, CIFAR 3x3/2 16->32 at 32 47 / 42 vs 48 / 41; but 3x3/2 128->128
+    ///   at 56 62 vs 108, so wider layers keep GEMM;
     /// - `3x3`, stride 1, padding 1: [`ConvAlgo::Winograd2`], the one Winograd variant that is
     ///   never much slower than the best at any image size (60-100% of the best in the table
     ///   of [`PackedConv::choose_for_input`], while `F(4,3)` and `F(6,3)` drop to 20% and 10%
@@ -316,7 +323,8 @@ impl PackedConv {
         let _ = isa;
         let stride1 = geom.stride_h == 1 && geom.stride_w == 1;
         let few = geom.in_per_group().min(geom.out_per_group()) <= 16;
-        if pointwise(geom) || (stride1 && few) {
+        let strided_pointwise = geom.kernel_h * geom.kernel_w == 1 && !stride1;
+        if pointwise(geom) || (few && !strided_pointwise) {
             ConvAlgo::Direct
         } else if PackedConv::supports(ConvAlgo::Winograd2, geom) {
             ConvAlgo::Winograd2
@@ -398,7 +406,7 @@ impl PackedConv {
             && geom.pad_w == 1;
         geom.is_valid()
             && match algo {
-                ConvAlgo::Direct => geom.stride_h == 1 && geom.stride_w == 1,
+                ConvAlgo::Direct => true,
                 ConvAlgo::Gemm | ConvAlgo::GemmT => true,
                 ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => winograd,
             }
@@ -491,7 +499,8 @@ impl PackedConv {
         let (cols, max_nc) = match self.algo.winograd_m() {
             None if direct_kxk => {
                 let per_row = self.geom.in_per_group() * direct::padded_width(self, out);
-                (out.h, (B_BUDGET / per_row).saturating_sub(self.geom.kernel_h).max(1))
+                let rows = (B_BUDGET / per_row).saturating_sub(self.geom.kernel_h);
+                (out.h, (rows / self.geom.stride_h).max(1))
             }
             None if self.algo == ConvAlgo::GemmT => {
                 (out.h * out.w, (B_BUDGET / self.depth).max(nr))
