@@ -57,7 +57,58 @@ fn main() {
                 let mark = if algo == picked { "*" } else { "" };
                 line += &format!(" {}{mark}={:.0}", algo.name(), flops / best / 1e9);
             }
+            if geom.kernel_h == 1 && geom.stride_h == 1 && geom.groups == 1 {
+                let best = pointwise_matrixmultiply(&geom, &x, &w, &b, hw * hw, &mut out, copies);
+                line += &format!(" matrixmultiply={:.0}", flops / best / 1e9);
+            }
             println!("{line}");
         }
     }
+}
+
+/// Best seconds of a pointwise convolution through `matrixmultiply::sgemm` (`out = W · x` over
+/// the NCHW planes in place, then bias and ReLU in a second pass), with `copies` copies of the
+/// weights rotated as for our kernels.
+fn pointwise_matrixmultiply(
+    geom: &shortcut_core::Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    pixels: usize,
+    out: &mut [f32],
+    copies: usize,
+) -> f64 {
+    let (m, k, n) = (geom.out_channels, geom.in_channels, pixels);
+    let weights = vec![w.to_vec(); copies.max(1)];
+    let reps = ((4e9 / (2.0 * (m * k * n) as f64)) as usize).clamp(5, 400);
+    let mut best = f64::MAX;
+    for w in weights.iter().cycle().take(reps) {
+        let t = Instant::now();
+        // SAFETY: row-major `m x k`, `k x n` and `m x n` matrices inside `w`, `x` and `out`.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                w.as_ptr(),
+                k as isize,
+                1,
+                x.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        };
+        for (row, bias) in out.chunks_exact_mut(n).zip(b) {
+            for v in row {
+                *v = (*v + bias).max(0.0);
+            }
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
 }
