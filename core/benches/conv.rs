@@ -81,6 +81,7 @@ fn micro_kernel(c: &mut Criterion) {
                     let tile = Tile {
                         k: K,
                         a: a.as_ptr(),
+                        lda: mr,
                         b: b[j * K * nr..].as_ptr(),
                         ldb: nr,
                         c: c.as_mut_ptr(),

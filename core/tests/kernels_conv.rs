@@ -235,13 +235,15 @@ fn gemm_micro_kernels() {
         for (k, load_c, relu, with_bias) in
             [(1, false, false, true), (37, true, true, false), (300, true, false, true)]
         {
-            let (a, b, bias) = (fill(1, k * mr), fill(2, k * nr), fill(3, mr));
+            // `a` with steps `lda = mr + 3` apart (a strided operand, not a packed panel).
+            let lda = mr + 3;
+            let (a, b, bias) = (fill(1, k * lda), fill(2, k * nr), fill(3, mr));
             let ldc = nr + 5;
             let mut c = fill(4, mr * ldc);
             let mut expected = c.clone();
             for r in 0..mr {
                 for j in 0..nr {
-                    let mut acc: f32 = (0..k).map(|kk| a[kk * mr + r] * b[kk * nr + j]).sum();
+                    let mut acc: f32 = (0..k).map(|kk| a[kk * lda + r] * b[kk * nr + j]).sum();
                     acc += if with_bias { bias[r] } else { 0.0 }
                         + if load_c { c[r * ldc + j] } else { 0.0 };
                     expected[r * ldc + j] = if relu { acc.max(0.0) } else { acc };
@@ -250,6 +252,7 @@ fn gemm_micro_kernels() {
             let tile = arch::Tile {
                 k,
                 a: a.as_ptr(),
+                lda,
                 b: b.as_ptr(),
                 ldb: nr,
                 c: c.as_mut_ptr(),
@@ -353,6 +356,15 @@ fn algorithm_choice() {
     let reduce14 = Conv2dGeometry::square(1024, 256, 1, 1, 0, 1);
     for (isa, expect) in [(Isa::Avx512, GemmT), (Isa::Avx2, GemmT), (Isa::Scalar, Gemm)] {
         assert_eq!(PackedConv::choose_for_input(isa, &shortcut, at(1024, 14)), expect);
+    }
+    // And 14x14 outputs with at least 2 MiB of weights, but not the 1 MiB 1x1 nor Winograd's.
+    let reduce_wide = Conv2dGeometry::square(1024, 512, 1, 1, 0, 1);
+    let strided = Conv2dGeometry::square(256, 256, 3, 2, 1, 1);
+    let same = Conv2dGeometry::square(256, 256, 3, 1, 1, 1);
+    for isa in [Isa::Avx512, Isa::Avx2] {
+        assert_eq!(PackedConv::choose_for_input(isa, &reduce_wide, at(1024, 14)), GemmT);
+        assert_eq!(PackedConv::choose_for_input(isa, &strided, at(256, 28)), GemmT);
+        assert_ne!(PackedConv::choose_for_input(isa, &same, at(256, 14)), GemmT);
     }
     for (isa, expect) in [(Isa::Avx512, GemmT), (Isa::Avx2, GemmT), (Isa::Scalar, Direct)] {
         assert_eq!(PackedConv::choose_for_input(isa, &reduce, at(2048, 7)), expect);

@@ -121,8 +121,9 @@ pub const MAX_TILE: usize = 16 * 64;
 
 /// Arguments of one micro-kernel call: `C[MR x NR] = epilogue(A·B)`.
 ///
-/// `a` is an `MR`-row panel stored k-major (`a[k * MR + r]`), `b` an `NR`-column panel with
-/// row stride `ldb` (`b[k * ldb + j]`; `ldb = NR` for a packed panel), `c` the tile's top-left
+/// `a` is an `MR`-row panel stored k-major with step stride `lda` (`a[k * lda + r]`; `lda = MR`
+/// for a packed panel), `b` an `NR`-column panel with row stride `ldb` (`b[k * ldb + j]`;
+/// `ldb = NR` for a packed panel), `c` the tile's top-left
 /// element with row stride `ldc`. The kernel computes
 /// `c[r, j] = relu?(sum_k a[k, r] * b[k, j] + bias[r]? + c[r, j]?)`, where `bias` is applied
 /// unless null and the old `c` is added when `load_c`.
@@ -130,6 +131,8 @@ pub const MAX_TILE: usize = 16 * 64;
 pub struct Tile {
     pub k: usize,
     pub a: *const f32,
+    /// Floats between consecutive steps of `a` (`>= MR`).
+    pub lda: usize,
     pub b: *const f32,
     pub ldb: usize,
     pub c: *mut f32,
@@ -147,7 +150,8 @@ pub struct Tile {
 /// A GEMM micro-kernel: computes one full `mr x nr` tile.
 ///
 /// # Safety (of calling `run`)
-/// The kernel's ISA is available; `a` is readable for `k * mr` floats, `b` for rows
+/// The kernel's ISA is available; `a` is readable for `mr` floats at each of `k` steps of
+/// `lda`, `b` for rows
 /// `0..k` of `nr` floats at stride `ldb`, `bias` (unless null) for `mr` floats, and `c` is
 /// readable and writable for `mr` rows of `nr` floats at stride `ldc`, not aliasing `a`/`b`.
 #[derive(Clone, Copy, Debug)]

@@ -27,7 +27,7 @@ unsafe fn gemm_4x8(t: &Tile) {
         // SAFETY: `k < t.k`, so the panel rows are inside what the caller made readable.
         let (a, b) = unsafe {
             (
-                (t.a.add(k * MR) as *const [f32; MR]).read_unaligned(),
+                (t.a.add(k * t.lda) as *const [f32; MR]).read_unaligned(),
                 (t.b.add(k * t.ldb) as *const [f32; NR]).read_unaligned(),
             )
         };

@@ -98,6 +98,7 @@ pub(super) unsafe fn run(
                 let tile = Tile {
                     k: kc,
                     a: a_group[(p * mr) * pc.depth + k0 * mr..].as_ptr(),
+                    lda: mr,
                     b,
                     ldb,
                     c: core::ptr::null_mut(),

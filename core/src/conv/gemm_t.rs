@@ -70,6 +70,7 @@ pub(super) unsafe fn run(
                 let tile = Tile {
                     k: kc,
                     a: panels[i * depth * mr + k0 * mr..].as_ptr(),
+                    lda: mr,
                     b: w_panel[k0 * nr..].as_ptr(),
                     ldb: nr,
                     c: acc[i * mr * nr..].as_mut_ptr(),

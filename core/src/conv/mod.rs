@@ -651,10 +651,12 @@ impl PackedConv {
     }
 }
 
-/// Whether a layer producing `out` suits [`ConvAlgo::GemmT`]: at most 64 output pixels per
-/// image (ResNet's 7x7 stage), at least 128 output channels per group and a depth of at least
-/// 512, so that weights outweigh the work per weight and the transposed store is paid for; with
-/// AVX2, not where Winograd applies. Only the x86 ISAs, where it was measured.
+/// Whether a layer producing `out` suits [`ConvAlgo::GemmT`]: at least 128 output channels
+/// per group, and either at most 64 output pixels per image (ResNet's 7x7 stage) with a depth
+/// of at least 512, or at most 196 (14x14) with at least 2 MiB of weights where Winograd does
+/// not apply: weights outweigh the work per weight, so reading them once pays for the
+/// transposed store. With AVX2, never where Winograd applies. Only the x86 ISAs, where it was
+/// measured.
 ///
 /// Measured with `COLD=16 cargo bench -p shortcut-core --bench conv_table` (weights cold, as in
 /// a network, where each layer's weights come from memory), GFLOP/s AVX-512 / AVX2, the best
@@ -665,21 +667,32 @@ impl PackedConv {
 /// | 1x1 512->2048, 7x7       | 121 / 69  | GEMM 77 / 50                |
 /// | 1x1 2048->512, 7x7       | 118 / 67  | GEMM 70 / 48                |
 /// | 3x3 512->512, 7x7        | 98 / 60   | F(2,3) 71 / 81              |
-/// | 1x1/2 1024->2048, 14x14  | 105 / 66  | GEMM 68 / 42                |
-/// | 3x3/2 256->256, 14x14    | 81 / 50   | GEMM 63 / 41                |
-/// | 1x1 1024->256, 14x14     | 109 / 71  | direct 129 / 87             |
+/// | 1x1/2 1024->2048, 14x14  | 104 / 64  | GEMM 67 / 44                |
+/// | 3x3/2 256->256, 14x14    | 76 / 50   | GEMM 57 / 40                |
+/// | 1x1 1024->512, 14x14     | 130 / 84  | GEMM 122 / 81               |
+/// | 1x1/2 512->1024, 28x28   | 120 / 83  | GEMM 94 / 67                |
+/// | 3x3/2 256->256, 28x28    | 90 / 61   | GEMM 81 / 61                |
+/// | 1x1 1024->256, 14x14     | 110 / 79  | direct 122 / 87 (1 MiB)     |
 /// | 3x3 256->256, 14x14      | 95 / 65   | F(2,3) 136 / F(4,3) 136     |
 /// | 3x3 64->64, 8x8          | 28 / -    | F(2,3) 123 / -              |
 ///
-/// and 45-105 against 95-150 on larger images, where the transposed store and the short
+/// and 45-110 against 95-150 on larger images, where the transposed store and the short
 /// packing runs cost more than the better use of weights saves. (Weights cached, AVX-512:
-/// 1x1 2048->512 at 7x7 GemmT 131, direct 115: the gain is mostly reading weights once.)
+/// 1x1 2048->512 at 7x7 GemmT 131, direct 115: the gain is mostly reading weights once.) In
+/// ResNet-50 (`shortcut bench resnet50 --threads 1 --profile`, forcing each algorithm): the
+/// 14x14 1x1/2 shortcut 1.83 ms (GEMM 2.25), the 1x1 1024->512 1.68 (direct 1.99), the 3x3/2
+/// 2.68 (GEMM 3.14), while the 14x14 3x3 layers keep F(2,3) (1.86 against 2.67).
 fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool {
     let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
-    let heavy = out.h * out.w <= 64 && geom.out_per_group() >= 128 && depth >= 512;
+    let weight_bytes = geom.groups * geom.out_per_group() * depth * 4;
+    let winograd = PackedConv::supports(ConvAlgo::Winograd2, geom);
+    let pixels = out.h * out.w;
+    let small = pixels <= 64 && depth >= 512;
+    let medium = pixels <= 196 && weight_bytes >= 2 << 20 && !winograd;
+    let heavy = geom.out_per_group() >= 128 && (small || medium);
     match isa {
         Isa::Avx512 => heavy,
-        Isa::Avx2 => heavy && !PackedConv::supports(ConvAlgo::Winograd2, geom),
+        Isa::Avx2 => heavy && !winograd,
         Isa::Scalar | Isa::Neon => false,
     }
 }

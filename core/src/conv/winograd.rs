@@ -202,6 +202,7 @@ pub(super) unsafe fn run(
                 let tile = Tile {
                     k: cin_g,
                     a: a_group[(xi * pc.m_pad + p * mr) * cin_g..].as_ptr(),
+                    lda: mr,
                     b: v[xi * cin_g * ld + j * nr..].as_ptr(),
                     ldb: ld,
                     // SAFETY: row `p * mr`, column `j * nr` of `M_ξ` (`m_pad x ld`), in `mbuf`.

@@ -35,7 +35,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
     let (mut a, mut b) = (t.a, t.b);
     for _ in 0..t.k {
         // SAFETY: this step's `NV * 4` floats of `b` and `MR` floats of `a` are inside the
-        // panels the caller made readable (`k` steps of `ldb` and `MR`).
+        // panels the caller made readable (`k` steps of `ldb` and `lda`).
         let bv: [float32x4_t; NV] = core::array::from_fn(|v| unsafe { vld1q_f32(b.add(4 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
@@ -46,7 +46,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
         }
         // SAFETY: advancing by one step stays within (or one past) the panels.
         unsafe {
-            a = a.add(MR);
+            a = a.add(t.lda);
             b = b.add(t.ldb);
         }
     }

@@ -63,7 +63,7 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
             pf = pf.wrapping_add(t.ldb);
         }
         // SAFETY: this step's `NV * 16` floats of `b` and `MR` floats of `a` are inside the
-        // panels the caller made readable (`k` steps of `ldb` and `MR`).
+        // panels the caller made readable (`k` steps of `ldb` and `lda`).
         let bv: [__m512; NV] = core::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
@@ -74,7 +74,7 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
         }
         // SAFETY: advancing by one step stays within (or one past) the panels.
         unsafe {
-            a = a.add(MR);
+            a = a.add(t.lda);
             b = b.add(t.ldb);
         }
     }
