@@ -19,8 +19,8 @@ use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
 fn tolerance(algo: ConvAlgo) -> f32 {
     match algo {
         ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT => 1e-5,
-        ConvAlgo::Winograd2 => 2e-5,
-        ConvAlgo::Winograd4 => 1e-4,
+        ConvAlgo::Winograd2 | ConvAlgo::Winograd2T => 2e-5,
+        ConvAlgo::Winograd4 | ConvAlgo::Winograd4T => 1e-4,
         ConvAlgo::Winograd6 => 1e-3,
     }
 }
@@ -323,7 +323,8 @@ fn algorithm_choice() {
         (Isa::Avx512, sq(512, 14, 32), Direct),
         (Isa::Avx512, sq(1024, 7, 32), Winograd2),
         (Isa::Avx2, sq(256, 14, 1), Winograd4),
-        (Isa::Avx2, sq(128, 28, 1), Winograd6),
+        (Isa::Avx2, sq(128, 28, 1), Winograd4T),
+        (Isa::Avx2, sq(64, 56, 1), Winograd4T),
         (Isa::Avx2, sq(512, 7, 1), Winograd2),
         (Isa::Scalar, sq(512, 7, 1), Winograd2),
     ] {
@@ -423,7 +424,9 @@ fn tasks_from_threads() {
             let p = PackedConv::new(Isa::best_available(), Some(algo), &geom, &d.w, &d.b);
             let serial = run_packed(&p, &c, &d);
             let tasks = p.task_count(in_shape);
-            assert!(tasks >= 4, "{algo} {geom:?}: {tasks} tasks");
+            // Down to one tile each way: at least 4 tasks, but a transposed Winograd's 4 tiles
+            // of a 7x7 image are one block of tile rows, over 2 panels of 48 channels.
+            assert!(tasks >= 4 || tasks >= 2 && in_shape.h == 7, "{algo} {geom:?}: {tasks} tasks");
             for chunk in [1, 2, 3, tasks / 2 + 1] {
                 let mut out = d.prev.clone();
                 let ptr = OutPtr::new(&mut out);

@@ -33,7 +33,7 @@ pub enum OptionsError {
     #[error("instruction set `{0}` is not available on this CPU")]
     UnavailableIsa(Isa),
     #[error(
-        "unknown convolution algorithm `{0}` (direct, gemm, winograd2, winograd4, winograd6, auto)"
+        "unknown convolution algorithm `{0}` (direct, gemm, gemm-t, winograd2, winograd4, winograd6, winograd2-t, winograd4-t, auto)"
     )]
     UnknownConv(String),
     #[error("bad thread count `{0}`")]

@@ -8,7 +8,8 @@ pub struct EngineArgs {
     /// Instruction set: scalar, avx2, avx512, neon (default: the best this CPU has; env SHORTCUT_ISA).
     #[arg(long)]
     pub isa: Option<String>,
-    /// Convolution algorithm: direct, gemm, winograd2, winograd4, winograd6, auto (env SHORTCUT_CONV).
+    /// Convolution algorithm: direct, gemm, gemm-t, winograd2, winograd4, winograd6, winograd2-t,
+    /// winograd4-t, auto (env SHORTCUT_CONV).
     #[arg(long)]
     pub conv: Option<String>,
     /// Worker threads (default: physical cores; env SHORTCUT_THREADS).

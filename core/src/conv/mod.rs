@@ -82,16 +82,25 @@ pub enum ConvAlgo {
     Winograd4,
     /// Winograd `F(6x6, 3x3)`; `3x3`, stride 1, padding 1.
     Winograd6,
+    /// [`ConvAlgo::Winograd2`] with each transform position's GEMM transposed as in
+    /// [`ConvAlgo::GemmT`] (tiles as the micro-kernel's rows, channels as its columns), and the
+    /// output transform vectorised across channels: for small images, whose few tiles leave
+    /// the usual GEMM's column panels part empty while the transformed weights stream past.
+    Winograd2T,
+    /// [`ConvAlgo::Winograd4`], transposed as [`ConvAlgo::Winograd2T`].
+    Winograd4T,
 }
 
 impl ConvAlgo {
-    pub const ALL: [ConvAlgo; 6] = [
+    pub const ALL: [ConvAlgo; 8] = [
         ConvAlgo::Direct,
         ConvAlgo::Gemm,
         ConvAlgo::GemmT,
         ConvAlgo::Winograd2,
         ConvAlgo::Winograd4,
         ConvAlgo::Winograd6,
+        ConvAlgo::Winograd2T,
+        ConvAlgo::Winograd4T,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +111,8 @@ impl ConvAlgo {
             ConvAlgo::Winograd2 => "winograd2",
             ConvAlgo::Winograd4 => "winograd4",
             ConvAlgo::Winograd6 => "winograd6",
+            ConvAlgo::Winograd2T => "winograd2-t",
+            ConvAlgo::Winograd4T => "winograd4-t",
         }
     }
 
@@ -112,11 +123,17 @@ impl ConvAlgo {
     /// Output tile size `m` of a Winograd algorithm.
     fn winograd_m(self) -> Option<usize> {
         match self {
-            ConvAlgo::Winograd2 => Some(2),
-            ConvAlgo::Winograd4 => Some(4),
+            ConvAlgo::Winograd2 | ConvAlgo::Winograd2T => Some(2),
+            ConvAlgo::Winograd4 | ConvAlgo::Winograd4T => Some(4),
             ConvAlgo::Winograd6 => Some(6),
             ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT => None,
         }
+    }
+
+    /// Whether the GEMM runs transposed: output pixels or tiles as the micro-kernel's rows
+    /// ([`Kernels::gemm_t`]).
+    fn transposed(self) -> bool {
+        matches!(self, ConvAlgo::GemmT | ConvAlgo::Winograd2T | ConvAlgo::Winograd4T)
     }
 }
 
@@ -284,7 +301,7 @@ impl PackedConv {
         let direct = algo == ConvAlgo::Direct && !pointwise(geom);
         let rows = match algo {
             _ if direct => CO,
-            ConvAlgo::GemmT => kernels.gemm_t.nr,
+            _ if algo.transposed() => kernels.gemm_t.nr,
             _ => mr,
         };
         let m_pad = geom.out_per_group().div_ceil(rows) * rows;
@@ -303,7 +320,7 @@ impl PackedConv {
                 let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
                 (depth, gemm::pack_weights(geom, weight, rows, m_pad))
             }
-            Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, mr, m_pad)),
+            Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, rows, m_pad)),
         };
         Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed })
     }
@@ -375,6 +392,13 @@ impl PackedConv {
     ///
     /// The rule's picks (with the 16-channel Direct threshold) are the best or within ~10% of it
     /// in every row except `512 g32` with AVX2 (Direct 55 vs `F(4,3)` 64).
+    ///
+    /// With AVX2, where the rule would pick `F(4,3)` or `F(6,3)` for an output of at least
+    /// 28x28, [`ConvAlgo::Winograd4T`] runs instead: `COLD=16 cargo bench -p shortcut-core
+    /// --bench conv_table -- avx2 3x3_`, GFLOP/s: 64->64 at 56x56 206 (`F(4,3)` 187, `F(6,3)`
+    /// 194), 128->128 at 28x28 210 (170, 144), but 256->256 at 14x14 87 (`F(4,3)` 142). With
+    /// AVX-512 the transposed variants never won (at 14x14 `F(2,3)` 140, transposed 123; at
+    /// 28x28 `F(6,3)` 279, `F(4,3)`-T 201).
     pub fn choose_for_input(isa: Isa, geom: &Conv2dGeometry, in_shape: Shape) -> ConvAlgo {
         let by_geometry = PackedConv::choose(isa, geom);
         let Some(out) = geom.output_shape(in_shape) else {
@@ -399,10 +423,15 @@ impl PackedConv {
             (ConvAlgo::Winograd4, score(4, 1.0)),
             (ConvAlgo::Winograd6, score(6, 1.1)),
         ];
-        scores
+        let best = scores
             .into_iter()
             .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(ConvAlgo::Winograd2, |(algo, _)| algo)
+            .map_or(ConvAlgo::Winograd2, |(algo, _)| algo);
+        // AVX2 runs the larger tiles transposed on large images (measurements above).
+        if isa == Isa::Avx2 && best != ConvAlgo::Winograd2 && out.h * out.w >= 28 * 28 {
+            return ConvAlgo::Winograd4T;
+        }
+        best
     }
 
     /// Whether `algo` can compute convolutions of this geometry.
@@ -417,7 +446,11 @@ impl PackedConv {
             && match algo {
                 ConvAlgo::Direct => true,
                 ConvAlgo::Gemm | ConvAlgo::GemmT => true,
-                ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => winograd,
+                ConvAlgo::Winograd2
+                | ConvAlgo::Winograd4
+                | ConvAlgo::Winograd6
+                | ConvAlgo::Winograd2T
+                | ConvAlgo::Winograd4T => winograd,
             }
     }
 
@@ -442,7 +475,7 @@ impl PackedConv {
     /// `avx512_gemm_f32_7x48` (AVX-512 GEMM and pointwise
     /// layers with large outputs run its 8x48 sibling, see `PackedConv::gemm_kernel`).
     pub fn kernel_name(&self) -> &'static str {
-        if self.algo == ConvAlgo::GemmT {
+        if self.algo.transposed() {
             self.kernels.gemm_t.name
         } else {
             self.kernels.gemm.name
@@ -459,7 +492,7 @@ impl PackedConv {
     /// the wider 8x48 tile (same `MR`, so the same packed weights). Winograd keeps the ISA's
     /// kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
-        if self.algo == ConvAlgo::GemmT {
+        if self.algo.transposed() {
             return self.kernels.gemm_t;
         }
         #[cfg(target_arch = "x86_64")]
@@ -480,7 +513,7 @@ impl PackedConv {
     fn panel_rows(&self) -> usize {
         if self.direct_kxk() {
             CO
-        } else if self.algo == ConvAlgo::GemmT {
+        } else if self.algo.transposed() {
             self.kernels.gemm_t.nr
         } else {
             self.kernels.gemm.mr
@@ -495,7 +528,7 @@ impl PackedConv {
         // the transposed GEMM.
         let nr = match self.algo {
             _ if direct_kxk => 1,
-            ConvAlgo::GemmT => gemm.mr,
+            _ if self.algo.transposed() => gemm.mr,
             _ => gemm.nr,
         };
         // Images x groups; at least one so an empty batch still has a (taskless) layout.
@@ -526,11 +559,8 @@ impl PackedConv {
         // column blocks reads all the weights, first splits channels (below) and only splits
         // columns where there are too few channel panels.
         let by_size = cols.div_ceil(max_nc);
-        let units_before_columns = if self.algo == ConvAlgo::GemmT {
-            units * self.m_pad / self.panel_rows()
-        } else {
-            units
-        };
+        let units_before_columns =
+            if self.algo.transposed() { units * self.m_pad / self.panel_rows() } else { units };
         let by_tasks = MIN_TASKS.div_ceil(units_before_columns).min(cols.div_ceil(nr));
         let want = by_size.max(by_tasks).max(1);
         let nc = cols.div_ceil(want).div_ceil(nr) * nr;
@@ -557,7 +587,11 @@ impl PackedConv {
             ConvAlgo::Gemm => {
                 l.kc * l.nc.div_ceil(nr) * nr + gemm::phases_len(&self.geom, in_shape, l.out, l.nc)
             }
-            ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6 => {
+            ConvAlgo::Winograd2
+            | ConvAlgo::Winograd4
+            | ConvAlgo::Winograd6
+            | ConvAlgo::Winograd2T
+            | ConvAlgo::Winograd4T => {
                 let m = self.algo.winograd_m().expect("winograd");
                 winograd::scratch_len(self, l.out, m, l.nc)
             }

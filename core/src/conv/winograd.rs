@@ -7,6 +7,12 @@
 //!    `U_ξ` the transformed weights packed at construction;
 //! 3. the output transform `Y = A^T M A` adds the bias, the old output (accumulate) and
 //!    applies ReLU while writing each tile, clipped at the right and bottom edges.
+//!
+//! Transposed ([`ConvAlgo::Winograd2T`](super::ConvAlgo::Winograd2T), `4T`): step 2 computes
+//! `M_ξᵀ = V_ξᵀ · U_ξᵀ` with the transposed micro-kernel ([`crate::arch::Kernels::gemm_t`]),
+//! reading `V_ξ` in place as its row operand (tiles are rows, `lda` apart per channel), and
+//! step 3 runs with channels in the vector lanes, each lane writing its own channel's plane of
+//! the staging buffer.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -76,10 +82,14 @@ struct Bufs {
     v: usize,
     m: usize,
     pad: usize,
+    /// Staging planes (one, or `lanes` for the transposed variant) of `stage_plane` floats.
     stage: usize,
+    stage_plane: usize,
 }
 
 impl Bufs {
+    /// `nr`: the GEMM's tile columns (or rows when `transposed`), to which `ld` is rounded.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         geom: &Conv2dGeometry,
         out: Shape,
@@ -88,6 +98,7 @@ impl Bufs {
         nr: usize,
         lanes: usize,
         m_pad: usize,
+        transposed: bool,
     ) -> Bufs {
         let alpha2 = (m + 2) * (m + 2);
         let ld = nc.div_ceil(nr) * nr;
@@ -100,7 +111,8 @@ impl Bufs {
             v: alpha2 * geom.in_per_group() * ld,
             m: alpha2 * m_pad * ld,
             pad: (tile_rows * m + 2) * (tiles_w * m + 2),
-            stage: tile_rows * m * tiles_w * m,
+            stage: tile_rows * m * tiles_w * m * if transposed { lanes } else { 1 },
+            stage_plane: tile_rows * m * tiles_w * m,
         }
     }
 
@@ -114,7 +126,18 @@ impl Bufs {
 pub(super) fn scratch_len(pc: &PackedConv, out: Shape, m: usize, nc: usize) -> usize {
     let k = &pc.kernels;
     let lanes = k.winograd[m / 2 - 1].lanes;
-    Bufs::new(&pc.geom, out, m, nc, k.gemm.nr, lanes, pc.m_pad).len()
+    let (nr, t) = gemm_cols(pc);
+    Bufs::new(&pc.geom, out, m, nc, nr, lanes, pc.m_pad, t).len()
+}
+
+/// The granularity of the tiles in a block (the GEMM's columns, or its rows when transposed)
+/// and whether the GEMM is transposed.
+fn gemm_cols(pc: &PackedConv) -> (usize, bool) {
+    if pc.algo.transposed() {
+        (pc.kernels.gemm_t.mr, true)
+    } else {
+        (pc.kernels.gemm.nr, false)
+    }
 }
 
 /// Runs one task.
@@ -137,6 +160,7 @@ pub(super) unsafe fn run(
     let kern = pc.kernels.gemm;
     let wk = pc.kernels.winograd[m / 2 - 1];
     let (mr, nr, lanes) = (kern.mr, kern.nr, wk.lanes);
+    let (cols, transposed) = gemm_cols(pc);
     let alpha = m + 2;
     let alpha2 = alpha * alpha;
     let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
@@ -146,7 +170,7 @@ pub(super) unsafe fn run(
     let ohw = l.out.h * l.out.w;
     let out_base = (job.n * l.out.c + job.g * cout_g) * ohw;
     let tiles_w = l.out.w.div_ceil(m);
-    let bufs = Bufs::new(geom, l.out, m, l.nc, nr, lanes, pc.m_pad);
+    let bufs = Bufs::new(geom, l.out, m, l.nc, cols, lanes, pc.m_pad, transposed);
     let ld = bufs.ld;
     let (v, rest) = scratch.split_at_mut(bufs.v);
     let (mbuf, rest) = rest.split_at_mut(bufs.m);
@@ -194,6 +218,67 @@ pub(super) unsafe fn run(
     }
 
     let a_group = &pc.a[job.g * alpha2 * pc.m_pad * cin_g..][..alpha2 * pc.m_pad * cin_g];
+    if transposed {
+        let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
+        let kern = pc.kernels.gemm_t;
+        let (mr, nr) = (kern.mr, kern.nr);
+        let m_ptr = mbuf.as_mut_ptr();
+        for xi in 0..alpha2 {
+            for p in job.panels.clone() {
+                // One `U_ξ` panel (`cin_g x NR`) stays in L1 while every block of tiles passes.
+                for tb in 0..job.ncols.div_ceil(mr) {
+                    let tile = Tile {
+                        k: cin_g,
+                        a: v[xi * cin_g * ld + tb * mr..].as_ptr(),
+                        lda: ld,
+                        b: a_group[(xi * pc.m_pad + p * nr) * cin_g..].as_ptr(),
+                        ldb: nr,
+                        // SAFETY: row `tb * mr`, column `p * nr` of `M_ξᵀ` (`ld x m_pad`).
+                        c: unsafe { m_ptr.add((xi * ld + tb * mr) * pc.m_pad + p * nr) },
+                        ldc: pc.m_pad,
+                        bias: core::ptr::null(),
+                        load_c: false,
+                        relu: false,
+                        prefetch: core::ptr::null(),
+                    };
+                    // SAFETY: full `mr x nr` tiles: `V_ξ` holds `cin_g` rows of
+                    // `ld >= (tb + 1) * mr` tiles, each `U_ξ` panel `cin_g` steps of `nr`,
+                    // `M_ξᵀ` `ld` rows of `m_pad >= (p + 1) * nr`; distinct buffers.
+                    unsafe { (kern.run)(&tile) };
+                }
+            }
+        }
+        let stage_plane = bufs.stage_plane;
+        let chans = (job.panels.start * nr..(job.panels.end * nr).min(cout_g)).step_by(lanes);
+        for c0 in chans {
+            let count = lanes.min(cout_g - c0);
+            for q in 0..job.ncols {
+                let tile_base = base(q, pw_out);
+                let args = OutputArgs {
+                    src: mbuf[q * pc.m_pad + c0..].as_ptr(),
+                    src_stride: ld * pc.m_pad,
+                    dst: stage.as_mut_ptr(),
+                    pw: pw_out,
+                    base: core::array::from_fn(|i| {
+                        (i.min(count - 1) * stage_plane) as u32 + tile_base
+                    }),
+                    count,
+                };
+                // SAFETY: lanes are channels `c0 ..`, inside `m_pad` (a multiple of `nr`, which
+                // the lanes divide) for the `α²` rows of tile `q < ld` of `M_ξᵀ`; lane `i`
+                // writes tile `q`'s `m x m` outputs into staging plane `i < lanes`.
+                unsafe { (wk.output)(&args) };
+            }
+            for (i, co) in (c0..c0 + count).enumerate() {
+                let plane = &stage[i * stage_plane..][..stage_plane];
+                // SAFETY: as for the untransposed store below, from channel `co`'s plane.
+                unsafe {
+                    store_rows(wk.store, l, m, &job, plane, out, out_base + co * ohw, bias[co], ep)
+                };
+            }
+        }
+        return;
+    }
     let m_ptr = mbuf.as_mut_ptr();
     for xi in 0..alpha2 {
         // One `B` panel stays in L1 while every `A` panel streams past it.
@@ -236,27 +321,52 @@ pub(super) unsafe fn run(
             // outputs are inside the `tile_rows * m x pw_out` staging plane.
             unsafe { (wk.output)(&args) };
         }
-        // The block's tiles, row by row, through the epilogue into the output plane.
-        for ty in ty_first..=ty_last {
-            let tx_a = if ty == ty_first { job.col0 % tiles_w } else { 0 };
-            let tx_b =
-                if ty == ty_last { (job.col0 + job.ncols - 1) % tiles_w + 1 } else { tiles_w };
-            let (x_a, x_b) = (tx_a * m, (tx_b * m).min(l.out.w));
-            for oy in ty * m..(ty * m + m).min(l.out.h) {
-                let args = StoreArgs {
-                    src: stage[(oy - ty_first * m) * pw_out + x_a..].as_ptr(),
-                    // SAFETY: row `oy < h`, columns `x_a .. x_b <= w` of plane `co` of this
-                    // image and group: inside `out`.
-                    out: unsafe { out.ptr.add(out_base + co * ohw + oy * l.out.w + x_a) },
-                    len: x_b - x_a,
-                    bias: bias[co],
-                    accumulate: ep.accumulate,
-                    relu: ep.relu,
-                };
-                // SAFETY: both runs hold `x_b - x_a` floats (the staging row is `pw_out >= w`
-                // wide); the output elements belong to this task's tiles only.
-                unsafe { (wk.store)(&args) };
-            }
+        // SAFETY: the staging plane holds channel `co`'s tiles of this job.
+        unsafe { store_rows(wk.store, l, m, &job, stage, out, out_base + co * ohw, bias[co], ep) };
+    }
+}
+
+/// Writes the job's tiles of one channel from its staging plane (rows of whole tiles, from the
+/// job's first tile row) through the epilogue (`store`) into the channel's output plane at
+/// `plane0`, row by row, clipped at the right and bottom edges.
+///
+/// # Safety
+/// `out` holds the convolution's output, and the job's elements of the plane at `plane0` belong
+/// to this task; `stage` holds the job's tile rows; `store` is an available ISA's.
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_rows(
+    store: unsafe fn(&StoreArgs),
+    l: &Layout,
+    m: usize,
+    job: &Job,
+    stage: &[f32],
+    out: OutPtr<'_>,
+    plane0: usize,
+    bias: f32,
+    ep: Epilogue,
+) {
+    let tiles_w = l.out.w.div_ceil(m);
+    let pw_out = tiles_w * m;
+    let ty_first = job.col0 / tiles_w;
+    let ty_last = (job.col0 + job.ncols - 1) / tiles_w;
+    for ty in ty_first..=ty_last {
+        let tx_a = if ty == ty_first { job.col0 % tiles_w } else { 0 };
+        let tx_b = if ty == ty_last { (job.col0 + job.ncols - 1) % tiles_w + 1 } else { tiles_w };
+        let (x_a, x_b) = (tx_a * m, (tx_b * m).min(l.out.w));
+        for oy in ty * m..(ty * m + m).min(l.out.h) {
+            let args = StoreArgs {
+                src: stage[(oy - ty_first * m) * pw_out + x_a..].as_ptr(),
+                // SAFETY: row `oy < h`, columns `x_a .. x_b <= w` of the plane at `plane0`
+                // (caller's contract): inside `out`.
+                out: unsafe { out.ptr.add(plane0 + oy * l.out.w + x_a) },
+                len: x_b - x_a,
+                bias,
+                accumulate: ep.accumulate,
+                relu: ep.relu,
+            };
+            // SAFETY: both runs hold `x_b - x_a` floats (the staging row is `pw_out >= w`
+            // wide); the output elements belong to this task's tiles only.
+            unsafe { store(&args) };
         }
     }
 }
