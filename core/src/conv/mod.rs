@@ -236,8 +236,9 @@ const KC: usize = 256;
 /// fewer rows per chunk touch fewer pages (measured 5-15% faster than 256 on 1x1 layers).
 const KC_DIRECT: usize = 128;
 
-/// Depth of one chunk of [`ConvAlgo::GemmT`]: a `KC_T x 48` weight panel (24 KiB with
-/// AVX-512) stays in L1 while the job's pixel tiles pass over it (64 and 256 measured the same).
+/// Depth of one chunk of [`ConvAlgo::GemmT`]: a `KC_T x 32` weight panel (16 KiB with
+/// AVX-512) stays in L1 while the job's pixel tiles pass over it (64 and 256 measured the same
+/// with 48-column panels).
 const KC_T: usize = 128;
 
 /// Output pixels per image from which AVX-512 GEMM and pointwise convolutions use the 8x48
@@ -471,8 +472,8 @@ impl PackedConv {
         &self.geom
     }
 
-    /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` or, for [`ConvAlgo::GemmT`],
-    /// `avx512_gemm_f32_7x48` (AVX-512 GEMM and pointwise
+    /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` or, for the transposed
+    /// algorithms, `avx512_gemm_f32_7x32` (AVX-512 GEMM and pointwise
     /// layers with large outputs run its 8x48 sibling, see `PackedConv::gemm_kernel`).
     pub fn kernel_name(&self) -> &'static str {
         if self.algo.transposed() {
@@ -698,20 +699,22 @@ impl PackedConv {
 ///
 /// | layer                    | GemmT     | best other                  |
 /// |--------------------------|-----------|-----------------------------|
-/// | 1x1 512->2048, 7x7       | 121 / 69  | GEMM 77 / 50                |
-/// | 1x1 2048->512, 7x7       | 118 / 67  | GEMM 70 / 48                |
-/// | 3x3 512->512, 7x7        | 98 / 60   | F(2,3) 71 / 81              |
-/// | 1x1/2 1024->2048, 14x14  | 104 / 64  | GEMM 67 / 44                |
-/// | 3x3/2 256->256, 14x14    | 76 / 50   | GEMM 57 / 40                |
-/// | 1x1 1024->512, 14x14     | 130 / 84  | GEMM 122 / 81               |
-/// | 1x1/2 512->1024, 28x28   | 120 / 83  | GEMM 94 / 67                |
-/// | 3x3/2 256->256, 28x28    | 90 / 61   | GEMM 81 / 61                |
-/// | 1x1 1024->256, 14x14     | 110 / 79  | direct 122 / 87 (1 MiB)     |
-/// | 3x3 256->256, 14x14      | 95 / 65   | F(2,3) 136 / F(4,3) 136     |
-/// | 3x3 64->64, 8x8          | 28 / -    | F(2,3) 123 / -              |
+/// | 1x1 512->2048, 7x7       | 114 / 69  | GEMM 79 / 50                |
+/// | 1x1 2048->512, 7x7       | 123 / 67  | GEMM 75 / 48                |
+/// | 3x3 512->512, 7x7        | 94 / 60   | F(2,3) 73 / 81              |
+/// | 1x1/2 1024->2048, 14x14  | 114 / 64  | GEMM 68 / 44                |
+/// | 3x3/2 256->256, 14x14    | 96 / 50   | GEMM 67 / 40                |
+/// | 1x1 1024->512, 14x14     | 128 / 84  | GEMM 124 / 81               |
+/// | 1x1/2 512->1024, 28x28   | 121 / 83  | GEMM 99 / 67                |
+/// | 3x3/2 256->256, 28x28    | 96 / 61   | GEMM 89 / 61                |
+/// | 1x1 1024->256, 14x14     | 126 / 79  | direct 119 / 87 (1 MiB)     |
+/// | 3x3 256->256, 14x14      | 98 / 65   | F(2,3) 148 / F(4,3) 136     |
+/// | 3x3 64->64, 8x8          | 31 / -    | F(2,3) 119 / -              |
 ///
 /// and 45-110 against 95-150 on larger images, where the transposed store and the short
-/// packing runs cost more than the better use of weights saves. (Weights cached, AVX-512:
+/// packing runs cost more than the better use of weights saves. The 1 MiB 1x1 1024->256 at
+/// 14x14 wins here but ties in ResNet-50 (1.00-1.14 ms either way), so the threshold stays at
+/// 2 MiB. (Weights cached, AVX-512, with a 7x48 tile:
 /// 1x1 2048->512 at 7x7 GemmT 131, direct 115: the gain is mostly reading weights once.) In
 /// ResNet-50 (`shortcut bench resnet50 --threads 1 --profile`, forcing each algorithm): the
 /// 14x14 1x1/2 shortcut 1.83 ms (GEMM 2.25), the 1x1 1024->512 1.68 (direct 1.99), the 3x3/2

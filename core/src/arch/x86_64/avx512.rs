@@ -7,7 +7,7 @@ use crate::arch::{GemmKernel, Isa, Kernels, Tile};
 pub const KERNELS: Kernels = Kernels {
     isa: Isa::Avx512,
     gemm: GemmKernel { name: "avx512_gemm_f32_8x32", mr: 8, nr: 32, run: gemm_8x32 },
-    gemm_t: GemmKernel { name: "avx512_gemm_f32_7x48", mr: 7, nr: 48, run: gemm_7x48 },
+    gemm_t: GemmKernel { name: "avx512_gemm_f32_7x32", mr: 7, nr: 32, run: gemm_7x32 },
     winograd: WINOGRAD,
     direct: DIRECT,
 };
@@ -114,12 +114,6 @@ unsafe fn store<const MR: usize, const NV: usize>(t: &Tile, acc: &[[__m512; NV];
     }
 }
 
-/// Seven output pixels by 48 output channels, the kernel of
-/// [`crate::conv::ConvAlgo::GemmT`]: 21 accumulators, three loads of weights and seven
-/// broadcasts of inputs per step of k. Seven rows because ResNet maps are `7 * 2^k` wide, so
-/// no row of a tile is wasted. With cold weights (`COLD=16`, `benches/conv_table.rs`) it ran
-/// 1x1 2048->512 at 7x7 at 118 GFLOP/s, against 102 for 7x64 (which spills) and 96 for 6x64.
-///
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
 #[target_feature(enable = "avx512f")]
@@ -128,12 +122,6 @@ pub unsafe fn gemm_8x32(t: &Tile) {
     unsafe { tile::<8, 2>(t) }
 }
 
-/// Seven output pixels by 48 output channels, the kernel of
-/// [`crate::conv::ConvAlgo::GemmT`]: 21 accumulators, three loads of weights and seven
-/// broadcasts of inputs per step of k. Seven rows because ResNet maps are `7 * 2^k` wide, so
-/// no row of a tile is wasted. With cold weights (`COLD=16`, `benches/conv_table.rs`) it ran
-/// 1x1 2048->512 at 7x7 at 118 GFLOP/s, against 102 for 7x64 (which spills) and 96 for 6x64.
-///
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
 #[target_feature(enable = "avx512f")]
@@ -142,12 +130,6 @@ pub unsafe fn gemm_12x32(t: &Tile) {
     unsafe { tile::<12, 2>(t) }
 }
 
-/// Seven output pixels by 48 output channels, the kernel of
-/// [`crate::conv::ConvAlgo::GemmT`]: 21 accumulators, three loads of weights and seven
-/// broadcasts of inputs per step of k. Seven rows because ResNet maps are `7 * 2^k` wide, so
-/// no row of a tile is wasted. With cold weights (`COLD=16`, `benches/conv_table.rs`) it ran
-/// 1x1 2048->512 at 7x7 at 118 GFLOP/s, against 102 for 7x64 (which spills) and 96 for 6x64.
-///
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
 #[target_feature(enable = "avx512f")]
@@ -156,8 +138,36 @@ pub unsafe fn gemm_8x48(t: &Tile) {
     unsafe { tile::<8, 3>(t) }
 }
 
+/// Seven output pixels by 32 output channels, the kernel of the transposed algorithms
+/// ([`crate::conv::ConvAlgo::GemmT`], `Winograd2T`, `Winograd4T`): 14 accumulators, two loads
+/// of weights and seven broadcasts of inputs per step of k. Seven rows because ResNet maps are
+/// `7 * 2^k` wide, so no row of a tile is wasted; 32 columns divide every ResNet channel count.
+/// With cold weights (`COLD=16`, `benches/conv_table.rs`), GFLOP/s against 7x48: 1x1
+/// 1024->256 at 14x14 126 vs 110 (48 pads 256 channels to 288), 3x3/2 256->256 into 14x14 96
+/// vs 76, 1x1/2 1024->2048 into 7x7 114 vs 104, and within noise on the 7x7 layers (114-123
+/// vs 118-121); 7x64 spilled (102 on 1x1 2048->512 at 7x7), 6x64 ran 96. Equal end to end
+/// on ResNet-50 and -18.
+///
+/// # Safety
+/// See [`GemmKernel`]; AVX-512F is available.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn gemm_7x32(t: &Tile) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<7, 2>(t) }
+}
+
+/// Seven output pixels by 48 output channels (a tuning variant; see [`gemm_7x32`]).
+///
+/// # Safety
+/// See [`GemmKernel`]; AVX-512F is available.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn gemm_7x48(t: &Tile) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<7, 3>(t) }
+}
+
 /// Seven output pixels by 64 output channels: 28 accumulators and four loads leave no
-/// register for the broadcast, so it spills (a tuning variant; see [`gemm_7x48`]).
+/// register for the broadcast, so it spills (a tuning variant; see [`gemm_7x32`]).
 ///
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
@@ -167,7 +177,7 @@ pub unsafe fn gemm_7x64(t: &Tile) {
     unsafe { tile::<7, 4>(t) }
 }
 
-/// Six output pixels by 64 output channels (a tuning variant; see [`gemm_7x48`]).
+/// Six output pixels by 64 output channels (a tuning variant; see [`gemm_7x32`]).
 ///
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
@@ -175,20 +185,6 @@ pub unsafe fn gemm_7x64(t: &Tile) {
 pub unsafe fn gemm_6x64(t: &Tile) {
     // SAFETY: forwarded contract.
     unsafe { tile::<6, 4>(t) }
-}
-
-/// Seven output pixels by 48 output channels, the kernel of
-/// [`crate::conv::ConvAlgo::GemmT`]: 21 accumulators, three loads of weights and seven
-/// broadcasts of inputs per step of k. Seven rows because ResNet maps are `7 * 2^k` wide, so
-/// no row of a tile is wasted. With cold weights (`COLD=16`, `benches/conv_table.rs`) it ran
-/// 1x1 2048->512 at 7x7 at 118 GFLOP/s, against 102 for 7x64 (which spills) and 96 for 6x64.
-///
-/// # Safety
-/// See [`GemmKernel`]; AVX-512F is available.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn gemm_7x48(t: &Tile) {
-    // SAFETY: forwarded contract.
-    unsafe { tile::<7, 3>(t) }
 }
 
 /// # Safety
@@ -204,14 +200,15 @@ pub unsafe fn gemm_16x16(t: &Tile) {
 /// channel count and 32 columns waste less than 48 on small images. [`KERNELS`] holds it;
 /// [`GEMM_WIDE`] (8x48) takes over for large images. 12x32 measured no faster than 8x32 on
 /// ResNet-50's 1x1 layers in `benches/conv_table.rs` (and pads 64 channels to 72). The
-/// pixel-row shapes 7x64 and 6x64 lost to 7x48 as [`KERNELS`]' `gemm_t`.
-pub const GEMM_VARIANTS: [GemmKernel; 6] = [
+/// pixel-row shapes 7x64, 6x64 and 7x48 lost to 7x32 as [`KERNELS`]' `gemm_t`.
+pub const GEMM_VARIANTS: [GemmKernel; 7] = [
     GemmKernel { name: "avx512_gemm_f32_8x32", mr: 8, nr: 32, run: gemm_8x32 },
     GemmKernel { name: "avx512_gemm_f32_12x32", mr: 12, nr: 32, run: gemm_12x32 },
     GEMM_WIDE,
     GemmKernel { name: "avx512_gemm_f32_16x16", mr: 16, nr: 16, run: gemm_16x16 },
     GemmKernel { name: "avx512_gemm_f32_7x64", mr: 7, nr: 64, run: gemm_7x64 },
     GemmKernel { name: "avx512_gemm_f32_6x64", mr: 6, nr: 64, run: gemm_6x64 },
+    GemmKernel { name: "avx512_gemm_f32_7x48", mr: 7, nr: 48, run: gemm_7x48 },
 ];
 
 /// The 8x48 tile: the same `MR` as [`KERNELS`]' (so the same packed weights), used by the
