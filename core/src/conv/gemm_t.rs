@@ -5,8 +5,9 @@
 //! columns to fill its `NR`-wide tiles (49 pixels in two 32-column panels) and streams every
 //! weight once per column panel from beyond L2, since those layers hold 1-9 MiB of weights.
 //! Here a tile is `MR` pixels (7 on AVX-512: ResNet maps are `7 * 2^k` wide) by `NR` channels:
-//! the job's im2col rows are packed once, each weight panel (`depth x NR`) is read from memory
-//! once per job and from L2 for the job's other pixel tiles, and no lane is wasted.
+//! the job's im2col rows are packed once (pointwise layers read whole tiles of the NCHW input
+//! in place, `plane` floats between steps), each weight panel (`depth x NR`) is read from
+//! memory once per job and from L1 for the job's other pixel tiles, and no lane is wasted.
 //!
 //! The cost is the store: the kernel's tile is pixels x channels while the output is NCHW, so
 //! the epilogue (bias, accumulate, ReLU) is applied while transposing the tile into place.
@@ -47,7 +48,21 @@ pub(super) unsafe fn run(
     let row_panels = job.ncols.div_ceil(mr);
     let (panels, rest) = scratch.split_at_mut(depth * row_panels * mr);
     let (acc, phases) = rest.split_at_mut(row_panels * mr * nr);
-    pack_b(geom, img, in_shape, l.out, 0, depth, (job.col0, job.ncols), mr, panels, phases);
+    // Pointwise: whole tiles read the NCHW input in place (pixel `r` of step `k` at
+    // `k * plane + r`), only a partial last tile is packed; otherwise the job's im2col rows are.
+    let whole = if super::pointwise(geom) { job.ncols / mr } else { 0 };
+    let packed_cols = (job.col0 + whole * mr, job.ncols - whole * mr);
+    if packed_cols.1 > 0 {
+        pack_b(geom, img, in_shape, l.out, 0, depth, packed_cols, mr, panels, phases);
+    }
+    // The row operand of tile `i` from step `k0`, and its step stride.
+    let a_tile = |i: usize, k0: usize| {
+        if i < whole {
+            (img[k0 * plane + job.col0 + i * mr..].as_ptr(), plane)
+        } else {
+            (panels[(i - whole) * depth * mr + k0 * mr..].as_ptr(), mr)
+        }
+    };
     let chunks = depth.div_ceil(l.kc);
     let next_chunk = |p: usize, chunk: usize| {
         if chunk + 1 < chunks {
@@ -67,10 +82,11 @@ pub(super) unsafe fn run(
             let k0 = chunk * l.kc;
             let kc = l.kc.min(depth - k0);
             for i in 0..row_panels {
+                let (a, lda) = a_tile(i, k0);
                 let tile = Tile {
                     k: kc,
-                    a: panels[i * depth * mr + k0 * mr..].as_ptr(),
-                    lda: mr,
+                    a,
+                    lda,
                     b: w_panel[k0 * nr..].as_ptr(),
                     ldb: nr,
                     c: acc[i * mr * nr..].as_mut_ptr(),
@@ -84,8 +100,9 @@ pub(super) unsafe fn run(
                     // every page.
                     prefetch: if i == 0 { next_chunk(p, chunk) } else { core::ptr::null() },
                 };
-                // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, `b` `kc` steps of
-                // a packed `depth x NR` panel, `c` an `MR x NR` block of `acc`.
+                // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, or of `MR` pixels
+                // inside each input plane (`i < whole`); `b` `kc` steps of a packed
+                // `depth x NR` panel; `c` an `MR x NR` block of `acc`.
                 unsafe { (kern.run)(&tile) };
             }
         }

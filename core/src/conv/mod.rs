@@ -689,9 +689,9 @@ impl PackedConv {
 /// Whether a layer producing `out` suits [`ConvAlgo::GemmT`]: at least 128 output channels
 /// per group, and either at most 64 output pixels per image (ResNet's 7x7 stage) with a depth
 /// of at least 512, or at most 196 (14x14) with at least 2 MiB of weights where Winograd does
-/// not apply: weights outweigh the work per weight, so reading them once pays for the
-/// transposed store. With AVX2, never where Winograd applies. Only the x86 ISAs, where it was
-/// measured.
+/// not apply, or at most 196 and pointwise (read in place, without packing): weights outweigh
+/// the work per weight, so reading them once pays for the transposed store. With AVX2, never
+/// where Winograd applies. Only the x86 ISAs, where it was measured.
 ///
 /// Measured with `COLD=16 cargo bench -p shortcut-core --bench conv_table` (weights cold, as in
 /// a network, where each layer's weights come from memory), GFLOP/s AVX-512 / AVX2, the best
@@ -707,14 +707,15 @@ impl PackedConv {
 /// | 1x1 1024->512, 14x14     | 128 / 84  | GEMM 124 / 81               |
 /// | 1x1/2 512->1024, 28x28   | 121 / 83  | GEMM 99 / 67                |
 /// | 3x3/2 256->256, 28x28    | 96 / 61   | GEMM 89 / 61                |
-/// | 1x1 1024->256, 14x14     | 126 / 79  | direct 119 / 87 (1 MiB)     |
+/// | 1x1 1024->256, 14x14     | 145 / 97  | direct 121 / 92             |
 /// | 3x3 256->256, 14x14      | 98 / 65   | F(2,3) 148 / F(4,3) 136     |
 /// | 3x3 64->64, 8x8          | 31 / -    | F(2,3) 119 / -              |
 ///
 /// and 45-110 against 95-150 on larger images, where the transposed store and the short
-/// packing runs cost more than the better use of weights saves. The 1 MiB 1x1 1024->256 at
-/// 14x14 wins here but ties in ResNet-50 (1.00-1.14 ms either way), so the threshold stays at
-/// 2 MiB. (Weights cached, AVX-512, with a 7x48 tile:
+/// packing runs cost more than the better use of weights saves (pointwise 1x1 at 28x28 in
+/// ResNet-50: 6.3 ms for six layers against 4.6 with `Direct`). Pointwise layers at 14x14 read
+/// in place: the ten of ResNet-50 take 9.3-9.6 ms against 10.0-10.5 with `Direct`. (Weights
+/// cached, AVX-512, with a 7x48 tile:
 /// 1x1 2048->512 at 7x7 GemmT 131, direct 115: the gain is mostly reading weights once.) In
 /// ResNet-50 (`shortcut bench resnet50 --threads 1 --profile`, forcing each algorithm): the
 /// 14x14 1x1/2 shortcut 1.83 ms (GEMM 2.25), the 1x1 1024->512 1.68 (direct 1.99), the 3x3/2
@@ -725,7 +726,7 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
     let winograd = PackedConv::supports(ConvAlgo::Winograd2, geom);
     let pixels = out.h * out.w;
     let small = pixels <= 64 && depth >= 512;
-    let medium = pixels <= 196 && weight_bytes >= 2 << 20 && !winograd;
+    let medium = pixels <= 196 && (weight_bytes >= 2 << 20 && !winograd || pointwise(geom));
     let heavy = geom.out_per_group() >= 128 && (small || medium);
     match isa {
         Isa::Avx512 => heavy,
