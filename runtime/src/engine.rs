@@ -243,7 +243,21 @@ impl Backend for Engine {
         bias: &[f32],
         output: &mut [f32],
     ) {
-        ops::linear(i, o, input, weight, bias, output);
+        // Output features split between threads: each part reads its own rows of the weights
+        // (the layer is a matrix-vector product for one image, bound by reading them).
+        let images = input.len() / i.max(1);
+        let parts = self.elementwise_parts(o, i);
+        if parts == 1 || images != 1 {
+            return ops::linear(i, o, input, weight, bias, output);
+        }
+        let out = OutPtr::new(output);
+        self.parallel(parts, |part| {
+            let (o0, o1) = (part * o / parts, (part + 1) * o / parts);
+            // SAFETY: parts cover disjoint output ranges of this one call, and `output` is
+            // borrowed exclusively by it.
+            let dst = unsafe { out.slice_mut(o0..o1) };
+            ops::linear(i, o1 - o0, input, &weight[o0 * i..o1 * i], &bias[o0..o1], dst);
+        });
     }
 
     fn conv2d(
