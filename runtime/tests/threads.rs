@@ -18,6 +18,23 @@ fn logits(threads: usize, isa: Isa, conv: Option<ConvAlgo>, shape: Shape) -> Vec
     y
 }
 
+/// Batch 1 too: the fully connected head splits its output features between threads only
+/// for a single image.
+#[test]
+fn single_image_is_bit_identical_for_1_2_and_3_threads() {
+    let shape = Shape::new(1, 3, 45, 38);
+    for isa in Isa::all_available() {
+        let one = logits(1, isa, None, shape);
+        for threads in [2, 3] {
+            let many = logits(threads, isa, None, shape);
+            assert!(
+                one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa}: {threads} threads differ from 1"
+            );
+        }
+    }
+}
+
 #[test]
 fn outputs_are_bit_identical_for_1_2_and_3_threads() {
     let shape = Shape::new(2, 3, 45, 38);
