@@ -16,6 +16,17 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The fast max-pool equals the reference bit for bit (when the geometry fits the input).
+fn check_max_pool(g: PoolGeometry, shape: Shape, seed: u64) -> Result<(), TestCaseError> {
+    let Some(out) = g.output_shape(shape) else { return Ok(()) };
+    let x = values(shape.len(), seed);
+    let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
+    reference::max_pool2d(&g, &x, shape, &mut a);
+    ops::max_pool2d(&g, &x, shape, &mut b);
+    prop_assert_eq!(a, b);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -23,28 +34,14 @@ proptest! {
     #[test]
     fn max_pool_matches_reference(n in 1usize..3, c in 1usize..5, h in 1usize..20, w in 1usize..20,
                                   k in 1usize..4, s in 1usize..3, p in 0usize..2, seed in any::<u64>()) {
-        let g = PoolGeometry { kernel: k, stride: s, pad: p };
-        let shape = Shape::new(n, c, h, w);
-        let Some(out) = g.output_shape(shape) else { return Ok(()) };
-        let x = values(shape.len(), seed);
-        let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
-        reference::max_pool2d(&g, &x, shape, &mut a);
-        ops::max_pool2d(&g, &x, shape, &mut b);
-        prop_assert_eq!(a, b);
+        check_max_pool(PoolGeometry { kernel: k, stride: s, pad: p }, Shape::new(n, c, h, w), seed)?;
     }
 
     /// Rows wider than the pool's 512-column block, so blocks split a row (at odd places).
     #[test]
     fn max_pool_wide_rows_match_reference(w in 500usize..1200, k in 1usize..8, s in 1usize..4,
                                           p in 0usize..3, seed in any::<u64>()) {
-        let g = PoolGeometry { kernel: k, stride: s, pad: p };
-        let shape = Shape::new(1, 2, 3, w);
-        let Some(out) = g.output_shape(shape) else { return Ok(()) };
-        let x = values(shape.len(), seed);
-        let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
-        reference::max_pool2d(&g, &x, shape, &mut a);
-        ops::max_pool2d(&g, &x, shape, &mut b);
-        prop_assert_eq!(a, b);
+        check_max_pool(PoolGeometry { kernel: k, stride: s, pad: p }, Shape::new(1, 2, 3, w), seed)?;
     }
 
     /// Summation order differs: |y - ref| <= 1e-6 * (1 + sum |x w|).

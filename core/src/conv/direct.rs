@@ -11,9 +11,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{Job, Layout, OutPtr, PackedConv};
+use super::{Io, Job, Layout, PackedConv};
 use crate::arch::direct::{DirectArgs, CO};
-use crate::epilogue::Epilogue;
 use crate::shape::{Conv2dGeometry, Shape};
 
 /// The virtual kernel of a geometry: `(rows, columns)` = `(kh * sw, ceil(kw / sw))`.
@@ -76,25 +75,22 @@ pub(super) fn scratch_len(pc: &PackedConv, out: Shape, rows: usize) -> usize {
 ///
 /// # Safety
 /// `out` holds the convolution's output and no other thread accesses this job's elements.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run(
     pc: &PackedConv,
     l: &Layout,
-    job: Job,
-    input: &[f32],
-    in_shape: Shape,
-    out: OutPtr<'_>,
-    ep: Epilogue,
+    job: &Job<'_>,
+    io: Io<'_>,
     scratch: &mut [f32],
 ) {
     let geom = &pc.geom;
     let kern = pc.kernels.direct;
     let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let Io { in_shape, out, ep } = io;
     let (ih, iw) = (in_shape.h, in_shape.w);
     let plane_in = ih * iw;
-    let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane_in..][..cin_g * plane_in];
+    let img = job.img;
     let (oh, ow) = (l.out.h, l.out.w);
-    let out_base = (job.n * l.out.c + job.g * cout_g) * oh * ow;
+    let out_base = job.out_base;
     let (sh, sw) = (geom.stride_h, geom.stride_w);
     let phase_w = phase_width(pc, l.out);
     let row_len = phase_w * sw;
@@ -127,8 +123,7 @@ pub(super) unsafe fn run(
     }
     let (vh, vw) = virtual_kernel(geom);
     let taps = cin_g * vh * vw;
-    let a_group = &pc.a[job.g * pc.m_pad * taps..][..pc.m_pad * taps];
-    let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
+    let (a_group, bias) = (job.weights, job.bias);
     let span = kern.lanes * kern.max_vectors;
     for r in 0..job.ncols {
         let oy = job.col0 + r;

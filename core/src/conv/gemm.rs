@@ -4,9 +4,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{ConvAlgo, Job, Layout, OutPtr, PackedConv};
+use super::{ConvAlgo, Io, Job, Layout, OutPtr, PackedConv};
 use crate::arch::{GemmKernel, Tile, MAX_TILE};
-use crate::epilogue::Epilogue;
 use crate::shape::{Conv2dGeometry, Shape};
 
 /// Packs `[out, in/groups, kh, kw]` weights into `[group][panel][k][MR]`, zero rows past the
@@ -38,27 +37,21 @@ pub(super) fn pack_weights(
 ///
 /// # Safety
 /// `out` holds the convolution's output and no other thread accesses this job's elements.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run(
     pc: &PackedConv,
     l: &Layout,
-    job: Job,
-    input: &[f32],
-    in_shape: Shape,
-    out: OutPtr<'_>,
-    ep: Epilogue,
+    job: &Job<'_>,
+    io: Io<'_>,
     scratch: &mut [f32],
 ) {
     let geom = &pc.geom;
     let kern = l.gemm;
     let (mr, nr) = (kern.mr, kern.nr);
-    let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let cout_g = geom.out_per_group();
+    let Io { in_shape, out, ep } = io;
     let plane = in_shape.h * in_shape.w;
-    let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane..][..cin_g * plane];
+    let (img, a_group, bias, out_base) = (job.img, job.weights, job.bias, job.out_base);
     let ohw = l.out.h * l.out.w;
-    let out_base = (job.n * l.out.c + job.g * cout_g) * ohw;
-    let a_group = &pc.a[job.g * pc.m_pad * pc.depth..][..pc.m_pad * pc.depth];
-    let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
     let panels = job.ncols.div_ceil(nr);
     let direct = pc.algo == ConvAlgo::Direct;
     let chunks = pc.depth.div_ceil(l.kc);

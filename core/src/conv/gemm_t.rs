@@ -13,37 +13,30 @@
 //! the epilogue (bias, accumulate, ReLU) is applied while transposing the tile into place.
 
 use super::gemm::pack_b;
-use super::{Job, Layout, OutPtr, PackedConv};
+use super::{Io, Job, Layout, PackedConv};
 use crate::arch::Tile;
 use crate::epilogue::Epilogue;
-use crate::shape::Shape;
 
 /// Runs one task of a [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) convolution.
 ///
 /// # Safety
 /// `out` holds the convolution's output and no other thread accesses this job's elements.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run(
     pc: &PackedConv,
     l: &Layout,
-    job: Job,
-    input: &[f32],
-    in_shape: Shape,
-    out: OutPtr<'_>,
-    ep: Epilogue,
+    job: &Job<'_>,
+    io: Io<'_>,
     scratch: &mut [f32],
 ) {
     let geom = &pc.geom;
     let kern = l.gemm;
     // Rows are pixels, columns channels.
     let (mr, nr) = (kern.mr, kern.nr);
-    let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let cout_g = geom.out_per_group();
+    let Io { in_shape, out, ep } = io;
     let plane = in_shape.h * in_shape.w;
-    let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane..][..cin_g * plane];
+    let (img, w_group, bias, out_base) = (job.img, job.weights, job.bias, job.out_base);
     let ohw = l.out.h * l.out.w;
-    let out_base = (job.n * l.out.c + job.g * cout_g) * ohw;
-    let w_group = &pc.a[job.g * pc.m_pad * pc.depth..][..pc.m_pad * pc.depth];
-    let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
     let depth = pc.depth;
     let row_panels = job.ncols.div_ceil(mr);
     let (panels, rest) = scratch.split_at_mut(depth * row_panels * mr);

@@ -646,26 +646,28 @@ impl PackedConv {
             let block = unit % l.blocks;
             let g = (unit / l.blocks) % self.geom.groups;
             let n = unit / (l.blocks * self.geom.groups);
+            let (cin_g, cout_g) = (self.geom.in_per_group(), self.geom.out_per_group());
+            let plane = in_shape.h * in_shape.w;
+            let group_weights = self.a.len() / self.geom.groups;
             let job = Job {
-                n,
-                g,
                 col0: block * l.nc,
                 ncols: l.nc.min(l.cols - block * l.nc),
                 panels: mb0 * m_panels / l.mblocks..mb1 * m_panels / l.mblocks,
+                img: &input[(n * in_shape.c + g * cin_g) * plane..][..cin_g * plane],
+                weights: &self.a[g * group_weights..][..group_weights],
+                bias: &self.bias[g * self.m_pad..][..self.m_pad],
+                out_base: (n * l.out.c + g * cout_g) * l.out.h * l.out.w,
             };
+            let io = Io { in_shape, out: output, ep: epilogue };
             // SAFETY: the job's output elements belong to this task only (caller's contract).
             unsafe {
                 match self.algo.winograd_m() {
-                    None if self.direct_kxk() => {
-                        direct::run(self, &l, job, input, in_shape, output, epilogue, scratch)
-                    }
+                    None if self.direct_kxk() => direct::run(self, &l, &job, io, scratch),
                     None if self.algo == ConvAlgo::GemmT => {
-                        gemm_t::run(self, &l, job, input, in_shape, output, epilogue, scratch)
+                        gemm_t::run(self, &l, &job, io, scratch)
                     }
-                    None => gemm::run(self, &l, job, input, in_shape, output, epilogue, scratch),
-                    Some(m) => {
-                        winograd::run(self, &l, m, job, input, in_shape, output, epilogue, scratch)
-                    }
+                    None => gemm::run(self, &l, &job, io, scratch),
+                    Some(m) => winograd::run(self, &l, m, &job, io, scratch),
                 }
             }
         }
@@ -745,13 +747,29 @@ fn pointwise(geom: &Conv2dGeometry) -> bool {
         && geom.pad_w == 0
 }
 
-/// One job: image `n`, group `g`, output columns `col0 .. col0 + ncols`, the output channels
-/// of `MR`-row panels `panels` (of the group).
+/// One job: output columns `col0 .. col0 + ncols` and the output channels of panels `panels`
+/// of one image and group, with the operands of that image and group that every algorithm's
+/// driver starts from.
 #[derive(Clone, Debug)]
-struct Job {
-    n: usize,
-    g: usize,
+struct Job<'a> {
     col0: usize,
     ncols: usize,
     panels: Range<usize>,
+    /// The `in/groups` input planes of the image and group.
+    img: &'a [f32],
+    /// The group's packed weights.
+    weights: &'a [f32],
+    /// The group's biases, zero-padded to `m_pad`.
+    bias: &'a [f32],
+    /// Element of the output where the group's first output plane of the image starts.
+    out_base: usize,
+}
+
+/// What the tasks of one [`PackedConv::run_tasks`] call share: the input's shape, the output
+/// and the epilogue.
+#[derive(Clone, Copy, Debug)]
+struct Io<'a> {
+    in_shape: Shape,
+    out: OutPtr<'a>,
+    ep: Epilogue,
 }

@@ -17,7 +17,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{Job, Layout, OutPtr, PackedConv};
+use super::{Io, Job, Layout, OutPtr, PackedConv};
 use crate::arch::winograd::{InputArgs, OutputArgs, StoreArgs, G2, G4, G6};
 use crate::arch::Tile;
 use crate::epilogue::Epilogue;
@@ -144,16 +144,12 @@ fn gemm_cols(pc: &PackedConv) -> (usize, bool) {
 ///
 /// # Safety
 /// `out` holds the convolution's output and no other thread accesses this job's elements.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run(
     pc: &PackedConv,
     l: &Layout,
     m: usize,
-    job: Job,
-    input: &[f32],
-    in_shape: Shape,
-    out: OutPtr<'_>,
-    ep: Epilogue,
+    job: &Job<'_>,
+    io: Io<'_>,
     scratch: &mut [f32],
 ) {
     let geom = &pc.geom;
@@ -164,11 +160,11 @@ pub(super) unsafe fn run(
     let alpha = m + 2;
     let alpha2 = alpha * alpha;
     let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let Io { in_shape, out, ep } = io;
     let (ih, iw) = (in_shape.h, in_shape.w);
     let plane = ih * iw;
-    let img = &input[(job.n * in_shape.c + job.g * cin_g) * plane..][..cin_g * plane];
+    let (img, out_base) = (job.img, job.out_base);
     let ohw = l.out.h * l.out.w;
-    let out_base = (job.n * l.out.c + job.g * cout_g) * ohw;
     let tiles_w = l.out.w.div_ceil(m);
     let bufs = Bufs::new(geom, l.out, m, l.nc, cols, lanes, pc.m_pad, transposed);
     let ld = bufs.ld;
@@ -217,9 +213,8 @@ pub(super) unsafe fn run(
         }
     }
 
-    let a_group = &pc.a[job.g * alpha2 * pc.m_pad * cin_g..][..alpha2 * pc.m_pad * cin_g];
+    let (a_group, bias) = (job.weights, job.bias);
     if transposed {
-        let bias = &pc.bias[job.g * pc.m_pad..][..pc.m_pad];
         let kern = pc.kernels.gemm_t;
         let (mr, nr) = (kern.mr, kern.nr);
         let m_ptr = mbuf.as_mut_ptr();
@@ -273,7 +268,7 @@ pub(super) unsafe fn run(
                 let plane = &stage[i * stage_plane..][..stage_plane];
                 // SAFETY: as for the untransposed store below, from channel `co`'s plane.
                 unsafe {
-                    store_rows(wk.store, l, m, &job, plane, out, out_base + co * ohw, bias[co], ep)
+                    store_rows(wk.store, l, m, job, plane, out, out_base + co * ohw, bias[co], ep)
                 };
             }
         }
@@ -306,7 +301,6 @@ pub(super) unsafe fn run(
         }
     }
 
-    let bias = &pc.bias[job.g * pc.m_pad..];
     for co in job.panels.start * mr..(job.panels.end * mr).min(cout_g) {
         for q in (0..job.ncols).step_by(lanes) {
             let args = OutputArgs {
@@ -322,7 +316,7 @@ pub(super) unsafe fn run(
             unsafe { (wk.output)(&args) };
         }
         // SAFETY: the staging plane holds channel `co`'s tiles of this job.
-        unsafe { store_rows(wk.store, l, m, &job, stage, out, out_base + co * ohw, bias[co], ep) };
+        unsafe { store_rows(wk.store, l, m, job, stage, out, out_base + co * ohw, bias[co], ep) };
     }
 }
 
