@@ -3,7 +3,7 @@
 use shortcut_core::Conv2dGeometry;
 
 /// (name, geometry, input height = width).
-pub const LAYERS: [(&str, Conv2dGeometry, usize); 28] = [
+pub const LAYERS: [(&str, Conv2dGeometry, usize); 29] = [
     ("stem_7x7s2_3-64_224", Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224),
     ("1x1_256-64_56", Conv2dGeometry::square(256, 64, 1, 1, 0, 1), 56),
     ("1x1_64-256_56", Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56),
@@ -14,6 +14,7 @@ pub const LAYERS: [(&str, Conv2dGeometry, usize); 28] = [
     ("3x3_256-256_14", Conv2dGeometry::square(256, 256, 3, 1, 1, 1), 14),
     ("1x1_1024-256_14", Conv2dGeometry::square(1024, 256, 1, 1, 0, 1), 14),
     ("1x1_1024-512_14", Conv2dGeometry::square(1024, 512, 1, 1, 0, 1), 14),
+    ("1x1_256-1024_14", Conv2dGeometry::square(256, 1024, 1, 1, 0, 1), 14),
     ("1x1_512-2048_7", Conv2dGeometry::square(512, 2048, 1, 1, 0, 1), 7),
     ("1x1_2048-512_7", Conv2dGeometry::square(2048, 512, 1, 1, 0, 1), 7),
     ("1x1s2_256-512_56", Conv2dGeometry::square(256, 512, 1, 2, 0, 1), 56),

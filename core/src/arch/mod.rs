@@ -18,6 +18,7 @@
 
 pub mod direct;
 pub mod scalar;
+pub mod transpose;
 pub mod vector;
 pub mod winograd;
 
@@ -194,6 +195,8 @@ pub struct Kernels {
     /// columns output channels (same contract, operands swapped): wide in channels, so small
     /// images fill its tiles and each weight is read once per tile of pixels.
     pub gemm_t: GemmKernel,
+    /// The transposing store of the transposed GEMMs; see [`transpose::TransposeArgs`].
+    pub store_t: unsafe fn(&transpose::TransposeArgs),
     /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
     pub winograd: [WinogradKernels; 3],
     pub direct: DirectKernel,

@@ -10,6 +10,7 @@ pub const KERNELS: Kernels = Kernels {
     isa: super::Isa::Scalar,
     gemm: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
     gemm_t: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
+    store_t: TRANSPOSE_STORE,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
@@ -17,6 +18,8 @@ pub const KERNELS: Kernels = Kernels {
 super::winograd::winograd_kernels!(vector = F32x8);
 
 super::direct::direct_kernel!(vector = F32x8, widths = [1, 2]);
+
+super::transpose::transpose_store_kernel!(vector = F32x8);
 
 /// # Safety
 /// See [`GemmKernel`].

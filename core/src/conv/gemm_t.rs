@@ -14,8 +14,8 @@
 
 use super::gemm::pack_b;
 use super::{Io, Job, Layout, PackedConv};
+use crate::arch::transpose::TransposeArgs;
 use crate::arch::Tile;
-use crate::epilogue::Epilogue;
 
 /// Runs one task of a [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) convolution.
 ///
@@ -101,43 +101,21 @@ pub(super) unsafe fn run(
         }
         let c0 = out_base + p * nr * ohw + job.col0;
         debug_assert!(c0 + (chans - 1) * ohw + job.ncols <= out.len);
-        // SAFETY: channels `p*nr .. p*nr + chans` of this group and the job's pixels are
-        // inside `out` and belong to this task.
-        unsafe {
-            let dst = out.ptr.add(c0);
-            store_transposed(acc, nr, dst, ohw, job.ncols, &bias[p * nr..][..chans], ep);
-        }
-    }
-}
-
-/// Writes `dst[j * ld + r] = relu?(tile[r * nr + j] + bias[j] + dst[j * ld + r]?)` for
-/// `r < pixels`, `j < bias.len()`.
-///
-/// # Safety
-/// `pixels` floats at `dst + j * ld` are writable for every `j < bias.len()`, and `tile` holds
-/// `pixels` rows of `nr >= bias.len()` floats.
-#[inline]
-unsafe fn store_transposed(
-    tile: &[f32],
-    nr: usize,
-    dst: *mut f32,
-    ld: usize,
-    pixels: usize,
-    bias: &[f32],
-    ep: Epilogue,
-) {
-    for (j, &b) in bias.iter().enumerate() {
-        // SAFETY: the caller's contract.
-        let row = unsafe { core::slice::from_raw_parts_mut(dst.add(j * ld), pixels) };
-        for (r, o) in row.iter_mut().enumerate() {
-            let mut v = tile[r * nr + j] + b;
-            if ep.accumulate {
-                v += *o;
-            }
-            if ep.relu {
-                v = v.max(0.0);
-            }
-            *o = v;
-        }
+        let args = TransposeArgs {
+            src: acc.as_ptr(),
+            src_ld: nr,
+            rows: job.ncols,
+            cols: chans,
+            bias: bias[p * nr..][..chans].as_ptr(),
+            // SAFETY: channels `p*nr .. p*nr + chans` of this group and the job's pixels are
+            // inside `out` and belong to this task.
+            dst: unsafe { out.ptr.add(c0) },
+            dst_ld: ohw,
+            accumulate: ep.accumulate,
+            relu: ep.relu,
+        };
+        // SAFETY: `acc` holds the job's `ncols x nr` sums (`ncols * nr` far below `u32`);
+        // the output run of each channel is this task's; the ISA was checked at packing.
+        unsafe { (pc.kernels.store_t)(&args) };
     }
 }

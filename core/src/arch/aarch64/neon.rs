@@ -8,11 +8,17 @@ pub const KERNELS: Kernels = Kernels {
     isa: Isa::Neon,
     gemm: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
     gemm_t: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
+    store_t: TRANSPOSE_STORE,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
 
 crate::arch::winograd::winograd_kernels!(
+    #[target_feature(enable = "neon")]
+    vector = F32x4
+);
+
+crate::arch::transpose::transpose_store_kernel!(
     #[target_feature(enable = "neon")]
     vector = F32x4
 );

@@ -10,11 +10,17 @@ pub const KERNELS: Kernels = Kernels {
     // Pixel rows: 16 registers leave no room for 7x16 (17 live vectors), and 6 rows waste
     // 5 of 54 on a 7x7 map.
     gemm_t: GemmKernel { name: "avx2_gemm_f32_6x16", mr: 6, nr: 16, run: gemm_6x16 },
+    store_t: TRANSPOSE_STORE,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
 
 crate::arch::winograd::winograd_kernels!(
+    #[target_feature(enable = "avx2,fma")]
+    vector = F32x8
+);
+
+crate::arch::transpose::transpose_store_kernel!(
     #[target_feature(enable = "avx2,fma")]
     vector = F32x8
 );

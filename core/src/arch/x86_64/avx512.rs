@@ -8,11 +8,17 @@ pub const KERNELS: Kernels = Kernels {
     isa: Isa::Avx512,
     gemm: GemmKernel { name: "avx512_gemm_f32_8x32", mr: 8, nr: 32, run: gemm_8x32 },
     gemm_t: GemmKernel { name: "avx512_gemm_f32_7x32", mr: 7, nr: 32, run: gemm_7x32 },
+    store_t: TRANSPOSE_STORE,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
 
 crate::arch::winograd::winograd_kernels!(
+    #[target_feature(enable = "avx512f")]
+    vector = F32x16
+);
+
+crate::arch::transpose::transpose_store_kernel!(
     #[target_feature(enable = "avx512f")]
     vector = F32x16
 );
