@@ -179,6 +179,21 @@ fn tile_edges() {
                 }
             }
         }
+        // The transposed kernel's edges: channels around its columns, pixels around its rows
+        // (one image row, so a pointwise layer's last tile is partial or whole).
+        let t = arch::kernels(isa).expect("available ISA has kernels").gemm_t;
+        for cout in [t.nr - 1, t.nr + 1, 2 * t.nr + 1] {
+            for w in [t.mr - 1, t.mr, t.mr + 1, 2 * t.mr + 3] {
+                for (kernel, stride, pad, cin) in [(1, 1, 0, 9), (1, 1, 0, 300), (3, 1, 1, 6)] {
+                    seed += 1;
+                    let geom = Conv2dGeometry::square(cin, cout.max(1), kernel, stride, pad, 1);
+                    let in_shape = Shape::new(1, cin, if kernel == 1 { 1 } else { 3 }, w);
+                    let epilogue = Epilogue { accumulate: seed % 2 == 0, relu: seed % 3 == 0 };
+                    check(&Case { geom, in_shape, epilogue, seed })
+                        .unwrap_or_else(|e| panic!("{isa} transposed: {e}"));
+                }
+            }
+        }
     }
 }
 
@@ -191,6 +206,35 @@ fn deep_and_wide() {
         (Conv2dGeometry::square(64, 33, 1, 2, 0, 1), Shape::new(1, 64, 29, 31)),
         (Conv2dGeometry::square(3, 16, 7, 2, 3, 1), Shape::new(1, 3, 45, 41)),
         (Conv2dGeometry::square(48, 48, 3, 1, 1, 4), Shape::new(1, 48, 40, 41)),
+        // Different strides (and kernel sizes) along the two axes.
+        (
+            Conv2dGeometry {
+                in_channels: 20,
+                out_channels: 36,
+                kernel_h: 3,
+                kernel_w: 5,
+                stride_h: 2,
+                stride_w: 1,
+                pad_h: 1,
+                pad_w: 2,
+                groups: 1,
+            },
+            Shape::new(1, 20, 15, 13),
+        ),
+        (
+            Conv2dGeometry {
+                in_channels: 12,
+                out_channels: 40,
+                kernel_h: 1,
+                kernel_w: 3,
+                stride_h: 1,
+                stride_w: 2,
+                pad_h: 0,
+                pad_w: 1,
+                groups: 2,
+            },
+            Shape::new(2, 12, 9, 17),
+        ),
     ] {
         let c =
             Case { geom, in_shape, epilogue: Epilogue { accumulate: true, relu: true }, seed: 7 };
@@ -420,13 +464,15 @@ fn tasks_from_threads() {
         let c =
             Case { geom, in_shape, epilogue: Epilogue { accumulate: true, relu: true }, seed: 3 };
         let d = data(&c);
-        for algo in ConvAlgo::ALL.into_iter().filter(|&a| PackedConv::supports(a, &geom)) {
-            let p = PackedConv::new(Isa::best_available(), Some(algo), &geom, &d.w, &d.b);
+        let algos = ConvAlgo::ALL.into_iter().filter(|&a| PackedConv::supports(a, &geom));
+        for (isa, algo) in Isa::all_available().flat_map(|i| algos.clone().map(move |a| (i, a))) {
+            let p = PackedConv::new(isa, Some(algo), &geom, &d.w, &d.b);
             let serial = run_packed(&p, &c, &d);
             let tasks = p.task_count(in_shape);
             // Down to one tile each way: at least 4 tasks, but a transposed Winograd's 4 tiles
-            // of a 7x7 image are one block of tile rows, over 2 panels of 48 channels.
-            assert!(tasks >= 4 || tasks >= 2 && in_shape.h == 7, "{algo} {geom:?}: {tasks} tasks");
+            // of a 7x7 image are one block of tile rows, over as few as 3 panels of channels.
+            let enough = tasks >= 4 || tasks >= 2 && in_shape.h == 7;
+            assert!(enough, "{isa} {algo} {geom:?}: {tasks} tasks");
             for chunk in [1, 2, 3, tasks / 2 + 1] {
                 let mut out = d.prev.clone();
                 let ptr = OutPtr::new(&mut out);
@@ -453,7 +499,7 @@ fn tasks_from_threads() {
                         });
                     }
                 });
-                assert_eq!(out, serial, "{algo} {geom:?} chunk {chunk}");
+                assert_eq!(out, serial, "{isa} {algo} {geom:?} chunk {chunk}");
             }
         }
     }

@@ -247,9 +247,11 @@ impl Backend for Engine {
         // (the layer is a matrix-vector product for one image, bound by reading them).
         let images = input.len() / i.max(1);
         let parts = self.elementwise_parts(o, i);
-        if parts == 1 || images != 1 {
+        if parts == 1 || images != 1 || input.len() != i {
             return ops::linear(i, o, input, weight, bias, output);
         }
+        // The checks of `ops::linear`, made once for the whole layer before it is split.
+        assert!(weight.len() == i * o && bias.len() == o && output.len() == o, "linear: lengths");
         let out = OutPtr::new(output);
         self.parallel(parts, |part| {
             let (o0, o1) = (part * o / parts, (part + 1) * o / parts);

@@ -1,5 +1,7 @@
 //! Direct convolution with stride 1, for layers with few channels per group (ResNeXt's grouped
-//! 3x3), where an im2col copy costs as much as the GEMM it feeds.
+//! 3x3, the stem), where an im2col copy costs as much as the GEMM it feeds. Strided layers
+//! reach it too: `conv/direct.rs` splits the padded input rows into phases, which turns a
+//! strided kernel into a stride-1 one with more rows.
 //!
 //! One call computes [`CO`] output channels over up to `X` vectors of consecutive output
 //! pixels of one row: for every input channel and kernel tap it loads `X` input vectors once

@@ -26,7 +26,7 @@ pub struct TransposeArgs {
 /// # Safety
 /// The ISA of `V` is available; `src` is readable at `r * src_ld + j` and `dst` readable and
 /// writable at `j * dst_ld + r` for `r < rows`, `j < cols`; `bias` holds `cols` floats; `src`
-/// and `dst` do not overlap; `rows * src_ld` fits in `u32`.
+/// and `dst` do not overlap; `rows * src_ld <= i32::MAX` (gather offsets are signed 32-bit).
 #[inline(always)]
 pub unsafe fn transpose_store<V: Vector>(p: &TransposeArgs) {
     if p.rows == 0 {

@@ -10,7 +10,8 @@ pub const LANES: usize = 16;
 /// available, which is what makes the arithmetic methods safe.
 pub trait Vector: Copy {
     const N: usize;
-    /// Gather offsets for [`Vector::gather`].
+    /// Gather offsets for [`Vector::gather`], in floats; at most `i32::MAX` (x86 gathers
+    /// take signed 32-bit offsets).
     type Index: Copy;
     /// # Safety
     /// The ISA is available.

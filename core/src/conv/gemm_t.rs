@@ -39,11 +39,13 @@ pub(super) unsafe fn run(
     let ohw = l.out.h * l.out.w;
     let depth = pc.depth;
     let row_panels = job.ncols.div_ceil(mr);
-    let (panels, rest) = scratch.split_at_mut(depth * row_panels * mr);
-    let (acc, phases) = rest.split_at_mut(row_panels * mr * nr);
     // Pointwise: whole tiles read the NCHW input in place (pixel `r` of step `k` at
     // `k * plane + r`), only a partial last tile is packed; otherwise the job's im2col rows are.
-    let whole = if super::pointwise(geom) { job.ncols / mr } else { 0 };
+    let pointwise = super::pointwise(geom);
+    let packed_tiles = if pointwise { 1 } else { row_panels };
+    let (panels, rest) = scratch.split_at_mut(depth * packed_tiles * mr);
+    let (acc, phases) = rest.split_at_mut(row_panels * mr * nr);
+    let whole = if pointwise { job.ncols / mr } else { 0 };
     let packed_cols = (job.col0 + whole * mr, job.ncols - whole * mr);
     if packed_cols.1 > 0 {
         pack_b(geom, img, in_shape, l.out, 0, depth, packed_cols, mr, panels, phases);
@@ -114,7 +116,8 @@ pub(super) unsafe fn run(
             accumulate: ep.accumulate,
             relu: ep.relu,
         };
-        // SAFETY: `acc` holds the job's `ncols x nr` sums (`ncols * nr` far below `u32`);
+        // SAFETY: `acc` holds the job's `ncols x nr` sums (`ncols * nr` is bounded by the
+        // scratch budget, far below `i32::MAX`);
         // the output run of each channel is this task's; the ISA was checked at packing.
         unsafe { (pc.kernels.store_t)(&args) };
     }

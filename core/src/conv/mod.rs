@@ -17,6 +17,10 @@
 //! - Winograd `F(m, 3)` ([`ConvAlgo::Winograd2`], `4`, `6`) transforms input tiles straight into
 //!   packed panels, runs one GEMM per transform position through the same micro-kernel, and
 //!   applies the epilogue in the output transform.
+//! - The transposed algorithms ([`ConvAlgo::GemmT`], [`ConvAlgo::Winograd2T`], `4T`) swap the
+//!   GEMM's operands: pixels (or tiles) are the micro-kernel's rows and output channels its
+//!   columns ([`Kernels::gemm_t`]), so small images fill its tiles and each weight is read once
+//!   per job; the epilogue is applied while the sums are transposed into NCHW.
 //!
 //! Work is split into independent tasks (image x group x block of output columns x block of
 //! output channels) that write disjoint parts of the output, so a caller can spread them over
@@ -26,7 +30,8 @@
 //! Accuracy against an `f64` reference on ResNet-like 3x3 layers (inputs in `[0, 1)`,
 //! Kaiming-scaled weights; `max |error| / max |output|`, see `tests/kernels_conv.rs`):
 //! GEMM `3e-7 .. 5e-7`, direct `1e-6 .. 2e-6` (one accumulator per output over the whole
-//! reduction), `F(2,3)` `3e-7 .. 5e-7`, `F(4,3)` `3e-6 .. 6e-6`, `F(6,3)` `5e-6 .. 8e-6`.
+//! reduction), `F(2,3)` `3e-7 .. 5e-7`, `F(4,3)` `3e-6 .. 6e-6`, `F(6,3)` `5e-6 .. 8e-6`; the
+//! transposed variants form the same products and are held to their twins' tolerances.
 //!
 //! # Why our own GEMM
 //! The issue said to start from `matrixmultiply` and keep whichever wins. Timed beside our
@@ -200,8 +205,9 @@ pub struct PackedConv {
     m_pad: usize,
     /// GEMM depth: `in/groups * kh * kw`, or `in/groups` for Winograd.
     depth: usize,
-    /// Packed weights. GEMM: `[group][panel][k][MR]`; Winograd: `[group][ξ][panel][k][MR]`;
-    /// direct `kxk`: `[group][panel][in/groups][kh][kw][CO]`.
+    /// Packed weights, in panels of [`PackedConv::panel_rows`] output channels (`P`). GEMM and
+    /// the transposed GEMM: `[group][panel][k][P]`; Winograd (either orientation):
+    /// `[group][ξ][panel][k][P]`; direct `kxk`: `[group][panel][in/groups][kh][sw][⌈kw/sw⌉][CO]`.
     a: Vec<f32>,
     /// Bias per group, zero-padded to `m_pad`.
     bias: Vec<f32>,
@@ -217,9 +223,9 @@ struct Layout {
     nc: usize,
     /// Column blocks per image and group.
     blocks: usize,
-    /// Blocks of output channels (of `MR`-row panels) per column block.
+    /// Blocks of output channels (of [`PackedConv::panel_rows`]-channel panels) per column block.
     mblocks: usize,
-    /// Depth per `B` chunk (GEMM and Direct).
+    /// Depth per chunk of the reduction (GEMM, pointwise Direct and the transposed GEMM).
     kc: usize,
     /// The micro-kernel of the GEMM and pointwise paths ([`PackedConv::gemm_kernel`]).
     gemm: GemmKernel,
@@ -579,9 +585,14 @@ impl PackedConv {
         let nr = l.gemm.nr;
         match self.algo {
             ConvAlgo::GemmT => {
-                // The job's packed im2col rows (whole depth), its `pixels x NR` sums, phases.
-                let pixels = l.nc.div_ceil(l.gemm.mr) * l.gemm.mr;
-                pixels * (self.depth + nr) + gemm::phases_len(&self.geom, in_shape, l.out, l.nc)
+                // The job's packed im2col rows (whole depth; pointwise: one partial tile), its
+                // `pixels x NR` sums, phases.
+                let mr = l.gemm.mr;
+                let pixels = l.nc.div_ceil(mr) * mr;
+                let packed = if pointwise(&self.geom) { mr } else { pixels };
+                packed * self.depth
+                    + pixels * nr
+                    + gemm::phases_len(&self.geom, in_shape, l.out, l.nc)
             }
             ConvAlgo::Direct if self.direct_kxk() => direct::scratch_len(self, l.out, l.nc),
             ConvAlgo::Direct => l.kc * nr,
@@ -728,7 +739,7 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
     let winograd = PackedConv::supports(ConvAlgo::Winograd2, geom);
     let pixels = out.h * out.w;
     let small = pixels <= 64 && depth >= 512;
-    let medium = pixels <= 196 && (weight_bytes >= 2 << 20 && !winograd || pointwise(geom));
+    let medium = pixels <= 196 && ((weight_bytes >= 2 << 20 && !winograd) || pointwise(geom));
     let heavy = geom.out_per_group() >= 128 && (small || medium);
     match isa {
         Isa::Avx512 => heavy,

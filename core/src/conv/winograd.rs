@@ -75,7 +75,8 @@ pub(super) fn pack_weights(
 
 /// Buffer sizes of one task with at most `nc` tiles per block.
 struct Bufs {
-    /// Row stride of `V_ξ` and `M_ξ`: the block's columns rounded up to `NR` and the lanes.
+    /// Row stride of `V_ξ` and `M_ξ`: the block's tiles rounded up to the GEMM's tile columns
+    /// (its rows when transposed) and to the lanes.
     ld: usize,
     /// Tile rows a block can touch.
     tile_rows: usize,
@@ -218,6 +219,15 @@ pub(super) unsafe fn run(
         let kern = pc.kernels.gemm_t;
         let (mr, nr) = (kern.mr, kern.nr);
         let m_ptr = mbuf.as_mut_ptr();
+        // The last block of tiles reads rows of `V` past those the input transform wrote (it
+        // writes whole vectors of lanes); their results are discarded, but stale scratch could
+        // hold NaN or denormals that slow the FMAs, so they are zeroed.
+        let (written, read) = (job.ncols.div_ceil(lanes) * lanes, job.ncols.div_ceil(mr) * mr);
+        if read > written {
+            for row in v[..alpha2 * cin_g * ld].chunks_exact_mut(ld) {
+                row[written..read].fill(0.0);
+            }
+        }
         for xi in 0..alpha2 {
             for p in job.panels.clone() {
                 // One `U_ξ` panel (`cin_g x NR`) stays in L1 while every block of tiles passes.
@@ -244,6 +254,9 @@ pub(super) unsafe fn run(
             }
         }
         let stage_plane = bufs.stage_plane;
+        // Channel vectors start inside a panel and end inside `m_pad` only if the lanes divide
+        // the panel width (true of every ISA's kernels: 32/16, 16/8, 12/4, 8/8).
+        debug_assert_eq!(nr % lanes, 0);
         let chans = (job.panels.start * nr..(job.panels.end * nr).min(cout_g)).step_by(lanes);
         for c0 in chans {
             let count = lanes.min(cout_g - c0);
@@ -254,9 +267,8 @@ pub(super) unsafe fn run(
                     src_stride: ld * pc.m_pad,
                     dst: stage.as_mut_ptr(),
                     pw: pw_out,
-                    base: core::array::from_fn(|i| {
-                        (i.min(count - 1) * stage_plane) as u32 + tile_base
-                    }),
+                    // Lanes `>= count` are not written (`OutputArgs`).
+                    base: core::array::from_fn(|i| (i * stage_plane) as u32 + tile_base),
                     count,
                 };
                 // SAFETY: lanes are channels `c0 ..`, inside `m_pad` (a multiple of `nr`, which

@@ -50,11 +50,11 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
                 acc[v] = vfmaq_f32(acc[v], av, bv[v]);
             }
         }
-        // SAFETY: advancing by one step stays within (or one past) the panels.
-        unsafe {
-            a = a.add(t.lda);
-            b = b.add(t.ldb);
-        }
+        // `wrapping_add`: after the last step the pointers are not read again, and with an
+        // operand read in place (`lda` or `ldb` a whole plane) they would point past the end
+        // of its buffer, which `add` does not allow.
+        a = a.wrapping_add(t.lda);
+        b = b.wrapping_add(t.ldb);
     }
     let zero = vdupq_n_f32(0.0);
     for (r, acc) in acc.iter().enumerate() {

@@ -52,11 +52,11 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
                 acc[v] = _mm256_fmadd_ps(av, bv[v], acc[v]);
             }
         }
-        // SAFETY: advancing by one step stays within (or one past) the panels.
-        unsafe {
-            a = a.add(t.lda);
-            b = b.add(t.ldb);
-        }
+        // `wrapping_add`: after the last step the pointers are not read again, and with an
+        // operand read in place (`lda` or `ldb` a whole plane) they would point past the end
+        // of its buffer, which `add` does not allow.
+        a = a.wrapping_add(t.lda);
+        b = b.wrapping_add(t.ldb);
     }
     let zero = _mm256_setzero_ps();
     for (r, acc) in acc.iter().enumerate() {

@@ -78,11 +78,11 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
                 acc[v] = _mm512_fmadd_ps(av, bv[v], acc[v]);
             }
         }
-        // SAFETY: advancing by one step stays within (or one past) the panels.
-        unsafe {
-            a = a.add(t.lda);
-            b = b.add(t.ldb);
-        }
+        // `wrapping_add`: after the last step the pointers are not read again, and with an
+        // operand read in place (`lda` or `ldb` a whole plane) they would point past the end
+        // of its buffer, which `add` does not allow.
+        a = a.wrapping_add(t.lda);
+        b = b.wrapping_add(t.ldb);
     }
     acc
 }
@@ -148,8 +148,9 @@ pub unsafe fn gemm_8x48(t: &Tile) {
 /// ([`crate::conv::ConvAlgo::GemmT`], `Winograd2T`, `Winograd4T`): 14 accumulators, two loads
 /// of weights and seven broadcasts of inputs per step of k. Seven rows because ResNet maps are
 /// `7 * 2^k` wide, so no row of a tile is wasted; 32 columns divide every ResNet channel count.
-/// With cold weights (`COLD=16`, `benches/conv_table.rs`), GFLOP/s against 7x48: 1x1
-/// 1024->256 at 14x14 126 vs 110 (48 pads 256 channels to 288), 3x3/2 256->256 into 14x14 96
+/// With cold weights (`COLD=16`, `benches/conv_table.rs`; input still packed, before pointwise
+/// layers were read in place), GFLOP/s against 7x48: 1x1 1024->256 at 14x14 126 vs 110 (48
+/// pads 256 channels to 288), 3x3/2 256->256 into 14x14 96
 /// vs 76, 1x1/2 1024->2048 into 7x7 114 vs 104, and within noise on the 7x7 layers (114-123
 /// vs 118-121); 7x64 spilled (102 on 1x1 2048->512 at 7x7), 6x64 ran 96. Equal end to end
 /// on ResNet-50 and -18.
