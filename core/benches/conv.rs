@@ -82,6 +82,7 @@ fn micro_kernel(c: &mut Criterion) {
                         k: K,
                         a: a.as_ptr(),
                         lda: mr,
+                        a_offsets: std::ptr::null(),
                         b: b[j * K * nr..].as_ptr(),
                         ldb: nr,
                         c: c.as_mut_ptr(),

@@ -297,6 +297,7 @@ fn gemm_micro_kernels() {
                 k,
                 a: a.as_ptr(),
                 lda,
+                a_offsets: std::ptr::null(),
                 b: b.as_ptr(),
                 ldb: nr,
                 c: c.as_mut_ptr(),
@@ -402,6 +403,10 @@ fn algorithm_choice() {
     for (isa, expect) in [(Isa::Avx512, GemmT), (Isa::Avx2, GemmT), (Isa::Scalar, Gemm)] {
         assert_eq!(PackedConv::choose_for_input(isa, &shortcut, at(1024, 14)), expect);
     }
+    // With AVX-512, strided windows whose output rows are whole 7-pixel tiles (28x28 here).
+    let strided56 = Conv2dGeometry::square(128, 128, 3, 2, 1, 1);
+    assert_eq!(PackedConv::choose_for_input(Isa::Avx512, &strided56, at(128, 56)), GemmT);
+    assert_eq!(PackedConv::choose_for_input(Isa::Avx2, &strided56, at(128, 56)), Gemm);
     // And 14x14 outputs with at least 2 MiB of weights, but not Winograd's.
     let reduce_wide = Conv2dGeometry::square(1024, 512, 1, 1, 0, 1);
     let strided = Conv2dGeometry::square(256, 256, 3, 2, 1, 1);

@@ -132,8 +132,11 @@ pub const MAX_TILE: usize = 16 * 64;
 pub struct Tile {
     pub k: usize,
     pub a: *const f32,
-    /// Floats between consecutive steps of `a` (`>= MR`).
+    /// Floats between consecutive steps of `a` (`>= MR`), unless `a_offsets` is set.
     pub lda: usize,
+    /// Null, or `k` offsets: step `k`'s `MR` floats of `a` then start at `a + a_offsets[k]`
+    /// (an indirect operand, e.g. the taps of a convolution window read in place).
+    pub a_offsets: *const u32,
     pub b: *const f32,
     pub ldb: usize,
     pub c: *mut f32,
@@ -152,7 +155,8 @@ pub struct Tile {
 ///
 /// # Safety (of calling `run`)
 /// The kernel's ISA is available; `a` is readable for `mr` floats at each of `k` steps of
-/// `lda`, `b` for rows
+/// `lda` (or, with `a_offsets` set, `k` offsets readable at it and `mr` floats readable at
+/// `a + a_offsets[k]`), `b` for rows
 /// `0..k` of `nr` floats at stride `ldb`, `bias` (unless null) for `mr` floats, and `c` is
 /// readable and writable for `mr` rows of `nr` floats at stride `ldc`, not aliasing `a`/`b`.
 #[derive(Clone, Copy, Debug)]

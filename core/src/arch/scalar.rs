@@ -30,7 +30,12 @@ unsafe fn gemm_4x8(t: &Tile) {
         // SAFETY: `k < t.k`, so the panel rows are inside what the caller made readable.
         let (a, b) = unsafe {
             (
-                (t.a.add(k * t.lda) as *const [f32; MR]).read_unaligned(),
+                (if t.a_offsets.is_null() {
+                    t.a.add(k * t.lda)
+                } else {
+                    t.a.add(*t.a_offsets.add(k) as usize)
+                } as *const [f32; MR])
+                    .read_unaligned(),
                 (t.b.add(k * t.ldb) as *const [f32; NR]).read_unaligned(),
             )
         };

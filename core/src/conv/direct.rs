@@ -51,7 +51,7 @@ pub(super) fn pack_weights(geom: &Conv2dGeometry, weight: &[f32], m_pad: usize) 
 
 /// Length of one phase of a padded input row: the output row rounded up to whole vectors,
 /// plus the virtual kernel's overhang.
-fn phase_width(pc: &PackedConv, out: Shape) -> usize {
+pub(super) fn phase_width(pc: &PackedConv, out: Shape) -> usize {
     let lanes = pc.kernels.direct.lanes;
     out.w.div_ceil(lanes) * lanes + virtual_kernel(&pc.geom).1 - 1
 }
@@ -62,7 +62,7 @@ pub(super) fn padded_width(pc: &PackedConv, out: Shape) -> usize {
 }
 
 /// Padded input rows that `rows` consecutive output rows read.
-fn input_rows(geom: &Conv2dGeometry, rows: usize) -> usize {
+pub(super) fn input_rows(geom: &Conv2dGeometry, rows: usize) -> usize {
     (rows.max(1) - 1) * geom.stride_h + geom.kernel_h
 }
 
@@ -71,38 +71,26 @@ pub(super) fn scratch_len(pc: &PackedConv, out: Shape, rows: usize) -> usize {
     pc.geom.in_per_group() * input_rows(&pc.geom, rows) * padded_width(pc, out)
 }
 
-/// Runs one job (output rows `col0 .. col0 + ncols`).
-///
-/// # Safety
-/// `out` holds the convolution's output and no other thread accesses this job's elements.
-pub(super) unsafe fn run(
-    pc: &PackedConv,
-    l: &Layout,
-    job: &Job<'_>,
-    io: Io<'_>,
-    scratch: &mut [f32],
+/// Fills `buf` (`in/groups` planes of whole padded rows of `sw * phase_w` floats) with the
+/// zero-padded input rows that output rows from `first` on read: padded row `r` holds input row
+/// `first * sh + r - pad_h`, its phase `q` the columns `j * sw + q - pad_w`.
+pub(super) fn padded_rows(
+    geom: &Conv2dGeometry,
+    img: &[f32],
+    in_shape: Shape,
+    first: usize,
+    phase_w: usize,
+    buf: &mut [f32],
 ) {
-    let geom = &pc.geom;
-    let kern = pc.kernels.direct;
-    let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
-    let Io { in_shape, out, ep } = io;
     let (ih, iw) = (in_shape.h, in_shape.w);
     let plane_in = ih * iw;
-    let img = job.img;
-    let (oh, ow) = (l.out.h, l.out.w);
-    let out_base = job.out_base;
     let (sh, sw) = (geom.stride_h, geom.stride_w);
-    let phase_w = phase_width(pc, l.out);
     let row_len = phase_w * sw;
-    let rows = input_rows(geom, job.ncols);
-    let plane = rows * row_len;
-    let buf = &mut scratch[..cin_g * plane];
+    let plane = buf.len() / geom.in_per_group();
     for (ci, dst) in buf.chunks_exact_mut(plane).enumerate() {
         let src = &img[ci * plane_in..][..plane_in];
         for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
-            // Padded row `r` holds input row `col0 * sh + r - pad_h`, phase `q` its columns
-            // `j * sw + q - pad_w`.
-            let Some(y) = (job.col0 * sh + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
+            let Some(y) = (first * sh + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
                 row.fill(0.0);
                 continue;
             };
@@ -121,6 +109,33 @@ pub(super) unsafe fn run(
             }
         }
     }
+}
+
+/// Runs one job (output rows `col0 .. col0 + ncols`).
+///
+/// # Safety
+/// `out` holds the convolution's output and no other thread accesses this job's elements.
+pub(super) unsafe fn run(
+    pc: &PackedConv,
+    l: &Layout,
+    job: &Job<'_>,
+    io: Io<'_>,
+    scratch: &mut [f32],
+) {
+    let geom = &pc.geom;
+    let kern = pc.kernels.direct;
+    let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let Io { in_shape, out, ep } = io;
+    let img = job.img;
+    let (oh, ow) = (l.out.h, l.out.w);
+    let out_base = job.out_base;
+    let (sh, sw) = (geom.stride_h, geom.stride_w);
+    let phase_w = phase_width(pc, l.out);
+    let row_len = phase_w * sw;
+    let rows = input_rows(geom, job.ncols);
+    let plane = rows * row_len;
+    let buf = &mut scratch[..cin_g * plane];
+    padded_rows(geom, img, in_shape, job.col0, phase_w, buf);
     let (vh, vw) = virtual_kernel(geom);
     let taps = cin_g * vh * vw;
     let (a_group, bias) = (job.weights, job.bias);

@@ -92,6 +92,7 @@ pub(super) unsafe fn run(
                     k: kc,
                     a: a_group[(p * mr) * pc.depth + k0 * mr..].as_ptr(),
                     lda: mr,
+                    a_offsets: core::ptr::null(),
                     b,
                     ldb,
                     c: core::ptr::null_mut(),

@@ -12,10 +12,12 @@
 //! The cost is the store: the kernel's tile is pixels x channels while the output is NCHW, so
 //! the epilogue (bias, accumulate, ReLU) is applied while transposing the tile into place.
 
+use super::direct;
 use super::gemm::pack_b;
 use super::{Io, Job, Layout, PackedConv};
 use crate::arch::transpose::TransposeArgs;
 use crate::arch::Tile;
+use crate::shape::Shape;
 
 /// Runs one task of a [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) convolution.
 ///
@@ -39,23 +41,53 @@ pub(super) unsafe fn run(
     let ohw = l.out.h * l.out.w;
     let depth = pc.depth;
     let row_panels = job.ncols.div_ceil(mr);
-    // Pointwise: whole tiles read the NCHW input in place (pixel `r` of step `k` at
-    // `k * plane + r`), only a partial last tile is packed; otherwise the job's im2col rows are.
-    let pointwise = super::pointwise(geom);
-    let packed_tiles = if pointwise { 1 } else { row_panels };
-    let (panels, rest) = scratch.split_at_mut(depth * packed_tiles * mr);
-    let (acc, phases) = rest.split_at_mut(row_panels * mr * nr);
-    let whole = if pointwise { job.ncols / mr } else { 0 };
-    let packed_cols = (job.col0 + whole * mr, job.ncols - whole * mr);
-    if packed_cols.1 > 0 {
-        pack_b(geom, img, in_shape, l.out, 0, depth, packed_cols, mr, panels, phases);
-    }
-    // The row operand of tile `i` from step `k0`, and its step stride.
-    let a_tile = |i: usize, k0: usize| {
-        if i < whole {
-            (img[k0 * plane + job.col0 + i * mr..].as_ptr(), plane)
-        } else {
-            (panels[(i - whole) * depth * mr + k0 * mr..].as_ptr(), mr)
+    let (acc, rest) = scratch.split_at_mut(row_panels * mr * nr);
+    let operands = if window(pc, l.out, mr) {
+        // Every tile's rows lie in one output row: each step reads `MR` consecutive floats of
+        // a zero-padded, phase-split copy of the input rows (`direct::padded_rows`), at an
+        // offset per step (`Tile::a_offsets`) plus one per tile. No im2col copy.
+        let (sh, sw) = (geom.stride_h, geom.stride_w);
+        let (kh, kw) = (geom.kernel_h, geom.kernel_w);
+        let first = job.col0 / l.out.w;
+        let out_rows = (job.col0 + job.ncols - 1) / l.out.w - first + 1;
+        let phase_w = direct::phase_width(pc, l.out);
+        let row_len = sw * phase_w;
+        let in_plane = direct::input_rows(geom, out_rows) * row_len;
+        let (buf, rest) = rest.split_at_mut(geom.in_per_group() * in_plane);
+        direct::padded_rows(geom, img, in_shape, first, phase_w, buf);
+        // SAFETY: `u32` has the size and alignment of `f32`, and `rest` is not used otherwise.
+        let offsets = unsafe { core::slice::from_raw_parts_mut(rest.as_mut_ptr().cast(), depth) };
+        for (k, o) in offsets.iter_mut().enumerate() {
+            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+            *o = (ci * in_plane + ky * row_len + (kx % sw) * phase_w + kx / sw) as u32;
+        }
+        Operands::Window { buf, offsets, first, row_step: sh * row_len }
+    } else {
+        // Pointwise: whole tiles read the NCHW input in place (pixel `r` of step `k` at
+        // `k * plane + r`), only a partial last tile is packed; otherwise the job's im2col
+        // rows are.
+        let pointwise = super::pointwise(geom);
+        let packed_tiles = if pointwise { 1 } else { row_panels };
+        let (panels, phases) = rest.split_at_mut(depth * packed_tiles * mr);
+        let whole = if pointwise { job.ncols / mr } else { 0 };
+        let packed_cols = (job.col0 + whole * mr, job.ncols - whole * mr);
+        if packed_cols.1 > 0 {
+            pack_b(geom, img, in_shape, l.out, 0, depth, packed_cols, mr, panels, phases);
+        }
+        Operands::Packed { panels, whole }
+    };
+    // The row operand of tile `i` from step `k0`: start, step stride, per-step offsets.
+    let a_tile = |i: usize, k0: usize| match &operands {
+        Operands::Window { buf, offsets, first, row_step } => {
+            let p = job.col0 + i * mr;
+            let at = (p / l.out.w - first) * row_step + p % l.out.w;
+            (buf[at..].as_ptr(), 0, offsets[k0..].as_ptr())
+        }
+        Operands::Packed { whole, .. } if i < *whole => {
+            (img[k0 * plane + job.col0 + i * mr..].as_ptr(), plane, core::ptr::null())
+        }
+        Operands::Packed { panels, whole } => {
+            (panels[(i - whole) * depth * mr + k0 * mr..].as_ptr(), mr, core::ptr::null())
         }
     };
     let chunks = depth.div_ceil(l.kc);
@@ -77,11 +109,12 @@ pub(super) unsafe fn run(
             let k0 = chunk * l.kc;
             let kc = l.kc.min(depth - k0);
             for i in 0..row_panels {
-                let (a, lda) = a_tile(i, k0);
+                let (a, lda, a_offsets) = a_tile(i, k0);
                 let tile = Tile {
                     k: kc,
                     a,
                     lda,
+                    a_offsets,
                     b: w_panel[k0 * nr..].as_ptr(),
                     ldb: nr,
                     c: acc[i * mr * nr..].as_mut_ptr(),
@@ -96,7 +129,10 @@ pub(super) unsafe fn run(
                     prefetch: if i == 0 { next_chunk(p, chunk) } else { core::ptr::null() },
                 };
                 // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, or of `MR` pixels
-                // inside each input plane (`i < whole`); `b` `kc` steps of a packed
+                // inside each input plane (`i < whole`), or `MR` floats of the padded copy at
+                // each step's offset (the tile's pixels are in one output row, so
+                // `ox + MR - 1 + kx / sw < phase_w` and the rows are inside the copy); `b`
+                // `kc` steps of a packed
                 // `depth x NR` panel; `c` an `MR x NR` block of `acc`.
                 unsafe { (kern.run)(&tile) };
             }
@@ -121,4 +157,36 @@ pub(super) unsafe fn run(
         // the output run of each channel is this task's; the ISA was checked at packing.
         unsafe { (pc.kernels.store_t)(&args) };
     }
+}
+
+/// Where a job's row operand comes from.
+enum Operands<'s> {
+    /// A zero-padded, phase-split copy of the input rows the job reads, with one offset per
+    /// step of the reduction ([`window`]).
+    Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize },
+    /// Packed panels of `MR` pixels; the first `whole` tiles of a pointwise job read the input
+    /// in place instead.
+    Packed { panels: &'s [f32], whole: usize },
+}
+
+/// Whether a GemmT convolution with output `out` reads its windows from a padded copy
+/// ([`Operands::Window`]): not pointwise (read in place), and whole tiles of `mr` pixels
+/// never cross an output row.
+pub(super) fn window(pc: &PackedConv, out: Shape, mr: usize) -> bool {
+    !super::pointwise(&pc.geom) && out.w.is_multiple_of(mr)
+}
+
+/// Floats of scratch one GemmT job of at most `nc` output pixels needs.
+pub(super) fn scratch_len(pc: &PackedConv, in_shape: Shape, out: Shape, nc: usize) -> usize {
+    let (mr, nr) = (pc.kernels.gemm_t.mr, pc.kernels.gemm_t.nr);
+    let pixels = nc.div_ceil(mr) * mr;
+    let operands = if window(pc, out, mr) {
+        let rows = (nc.div_ceil(out.w) + 1).min(out.h);
+        let row_len = pc.geom.stride_w * direct::phase_width(pc, out);
+        pc.geom.in_per_group() * direct::input_rows(&pc.geom, rows) * row_len + pc.depth
+    } else {
+        let packed = if super::pointwise(&pc.geom) { mr } else { pixels };
+        packed * pc.depth + super::gemm::phases_len(&pc.geom, in_shape, out, nc)
+    };
+    pixels * nr + operands
 }

@@ -584,16 +584,7 @@ impl PackedConv {
         let l = self.layout(in_shape);
         let nr = l.gemm.nr;
         match self.algo {
-            ConvAlgo::GemmT => {
-                // The job's packed im2col rows (whole depth; pointwise: one partial tile), its
-                // `pixels x NR` sums, phases.
-                let mr = l.gemm.mr;
-                let pixels = l.nc.div_ceil(mr) * mr;
-                let packed = if pointwise(&self.geom) { mr } else { pixels };
-                packed * self.depth
-                    + pixels * nr
-                    + gemm::phases_len(&self.geom, in_shape, l.out, l.nc)
-            }
+            ConvAlgo::GemmT => gemm_t::scratch_len(self, in_shape, l.out, l.nc),
             ConvAlgo::Direct if self.direct_kxk() => direct::scratch_len(self, l.out, l.nc),
             ConvAlgo::Direct => l.kc * nr,
             ConvAlgo::Gemm => {
@@ -703,8 +694,13 @@ impl PackedConv {
 /// per group, and either at most 64 output pixels per image (ResNet's 7x7 stage) with a depth
 /// of at least 512, or at most 196 (14x14) with at least 2 MiB of weights where Winograd does
 /// not apply, or at most 196 and pointwise (read in place, without packing): weights outweigh
-/// the work per weight, so reading them once pays for the transposed store. With AVX2, never
-/// where Winograd applies. Only the x86 ISAs, where it was measured.
+/// the work per weight, so reading them once pays for the transposed store. With AVX-512 also
+/// strided kxk layers whose output rows are whole 7-pixel tiles, read in place from a padded
+/// copy (`COLD=16` conv_table: 3x3/2 128->128 from 56x56 102-104 GFLOP/s against GEMM 94-95,
+/// from 28x28 93-95 against 65-66, 256->256 from 28x28 107-111 against 72-76; ResNet-50's
+/// 3x3/2 into 28x28 2.61-2.66 ms against 2.84-2.88; the stem keeps `Direct`, 2.46-2.58 against
+/// 2.78). With AVX2, never where Winograd applies (its 6-row tiles do not divide ResNet's
+/// rows, so nothing is read in place). Only the x86 ISAs, where it was measured.
 ///
 /// Measured with `COLD=16 cargo bench -p shortcut-core --bench conv_table` (weights cold, as in
 /// a network, where each layer's weights come from memory), GFLOP/s AVX-512 / AVX2, the best
@@ -714,14 +710,14 @@ impl PackedConv {
 /// |--------------------------|-----------|-----------------------------|
 /// | 1x1 512->2048, 7x7       | 114 / 69  | GEMM 79 / 50                |
 /// | 1x1 2048->512, 7x7       | 123 / 67  | GEMM 75 / 48                |
-/// | 3x3 512->512, 7x7        | 94 / 60   | F(2,3) 73 / 81              |
+/// | 3x3 512->512, 7x7        | 99 / 60   | F(2,3) 70 / 81              |
 /// | 1x1/2 1024->2048, 14x14  | 114 / 64  | GEMM 68 / 44                |
-/// | 3x3/2 256->256, 14x14    | 96 / 50   | GEMM 67 / 40                |
+/// | 3x3/2 256->256, 14x14    | 90 / 50   | GEMM 53 / 40                |
 /// | 1x1 1024->512, 14x14     | 128 / 84  | GEMM 124 / 81               |
 /// | 1x1/2 512->1024, 28x28   | 121 / 83  | GEMM 99 / 67                |
-/// | 3x3/2 256->256, 28x28    | 96 / 61   | GEMM 89 / 61                |
+/// | 3x3/2 256->256, 28x28    | 107 / 61  | GEMM 72 / 61                |
 /// | 1x1 1024->256, 14x14     | 145 / 97  | direct 121 / 92             |
-/// | 3x3 256->256, 14x14      | 98 / 65   | F(2,3) 148 / F(4,3) 136     |
+/// | 3x3 256->256, 14x14      | 132 / 65  | F(2,3) 128 / F(4,3) 136     |
 /// | 3x3 64->64, 8x8          | 31 / -    | F(2,3) 119 / -              |
 ///
 /// and 45-110 against 95-150 on larger images, where the transposed store and the short
@@ -741,8 +737,15 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
     let small = pixels <= 64 && depth >= 512;
     let medium = pixels <= 196 && ((weight_bytes >= 2 << 20 && !winograd) || pointwise(geom));
     let heavy = geom.out_per_group() >= 128 && (small || medium);
+    // Strided windows read in place (`gemm_t::window`: whole 7-pixel tiles per output row)
+    // beat GEMM's im2col, but not the 3-channel stem's direct kernel.
+    let strided_window = geom.stride_h * geom.stride_w > 1
+        && geom.kernel_h * geom.kernel_w > 1
+        && geom.in_per_group() >= 32
+        && geom.out_per_group() >= 64
+        && out.w.is_multiple_of(7);
     match isa {
-        Isa::Avx512 => heavy,
+        Isa::Avx512 => heavy || strided_window,
         Isa::Avx2 => heavy && !winograd,
         Isa::Scalar | Isa::Neon => false,
     }

@@ -236,6 +236,7 @@ pub(super) unsafe fn run(
                         k: cin_g,
                         a: v[xi * cin_g * ld + tb * mr..].as_ptr(),
                         lda: ld,
+                        a_offsets: core::ptr::null(),
                         b: a_group[(xi * pc.m_pad + p * nr) * cin_g..].as_ptr(),
                         ldb: nr,
                         // SAFETY: row `tb * mr`, column `p * nr` of `M_ξᵀ` (`ld x m_pad`).
@@ -295,6 +296,7 @@ pub(super) unsafe fn run(
                     k: cin_g,
                     a: a_group[(xi * pc.m_pad + p * mr) * cin_g..].as_ptr(),
                     lda: mr,
+                    a_offsets: core::ptr::null(),
                     b: v[xi * cin_g * ld + j * nr..].as_ptr(),
                     ldb: ld,
                     // SAFETY: row `p * mr`, column `j * nr` of `M_ξ` (`m_pad x ld`), in `mbuf`.

@@ -39,13 +39,20 @@ crate::arch::direct::direct_kernel!(
 unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
     let mut acc = [[vdupq_n_f32(0.0); NV]; MR];
     let (mut a, mut b) = (t.a, t.b);
-    for _ in 0..t.k {
+    for k in 0..t.k {
+        // An indirect operand names each step's rows (see `Tile::a_offsets`).
+        let ak = if t.a_offsets.is_null() {
+            a
+        } else {
+            // SAFETY: `k < t.k` offsets are readable (caller's contract).
+            t.a.wrapping_add(unsafe { *t.a_offsets.add(k) } as usize)
+        };
         // SAFETY: this step's `NV * 4` floats of `b` and `MR` floats of `a` are inside the
         // panels the caller made readable (`k` steps of `ldb` and `lda`).
         let bv: [float32x4_t; NV] = core::array::from_fn(|v| unsafe { vld1q_f32(b.add(4 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
-            let av = vdupq_n_f32(unsafe { *a.add(r) });
+            let av = vdupq_n_f32(unsafe { *ak.add(r) });
             for v in 0..NV {
                 acc[v] = vfmaq_f32(acc[v], av, bv[v]);
             }

@@ -41,13 +41,20 @@ crate::arch::direct::direct_kernel!(
 unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     let (mut a, mut b) = (t.a, t.b);
-    for _ in 0..t.k {
+    for k in 0..t.k {
+        // An indirect operand names each step's rows (see `Tile::a_offsets`).
+        let ak = if t.a_offsets.is_null() {
+            a
+        } else {
+            // SAFETY: `k < t.k` offsets are readable (caller's contract).
+            t.a.wrapping_add(unsafe { *t.a_offsets.add(k) } as usize)
+        };
         // SAFETY: this step's `NV * 8` floats of `b` and `MR` floats of `a` are inside the
         // panels the caller made readable (`k` steps of `ldb` and `lda`).
         let bv: [__m256; NV] = core::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(8 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
-            let av = _mm256_set1_ps(unsafe { *a.add(r) });
+            let av = _mm256_set1_ps(unsafe { *ak.add(r) });
             for v in 0..NV {
                 acc[v] = _mm256_fmadd_ps(av, bv[v], acc[v]);
             }

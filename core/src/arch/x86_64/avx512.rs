@@ -59,7 +59,7 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
 ) -> [[__m512; NV]; MR] {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.prefetch);
-    for _ in 0..t.k {
+    for k in 0..t.k {
         if PF {
             // One prefetch per cache line of the row's `16 * NV` floats; `wrapping_add` because
             // the hinted address need not be inside an allocation (prefetches never fault).
@@ -68,12 +68,19 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
             }
             pf = pf.wrapping_add(t.ldb);
         }
+        // An indirect operand names each step's rows (see `Tile::a_offsets`).
+        let ak = if t.a_offsets.is_null() {
+            a
+        } else {
+            // SAFETY: `k < t.k` offsets are readable (caller's contract).
+            t.a.wrapping_add(unsafe { *t.a_offsets.add(k) } as usize)
+        };
         // SAFETY: this step's `NV * 16` floats of `b` and `MR` floats of `a` are inside the
         // panels the caller made readable (`k` steps of `ldb` and `lda`).
         let bv: [__m512; NV] = core::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
-            let av = _mm512_set1_ps(unsafe { *a.add(r) });
+            let av = _mm512_set1_ps(unsafe { *ak.add(r) });
             for v in 0..NV {
                 acc[v] = _mm512_fmadd_ps(av, bv[v], acc[v]);
             }
