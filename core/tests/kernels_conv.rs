@@ -193,6 +193,16 @@ fn tile_edges() {
                         .unwrap_or_else(|e| panic!("{isa} transposed: {e}"));
                 }
             }
+            // Strided windows read in place: output rows of exactly one and two tiles.
+            for (kernel, pad, tiles) in [(3, 1, 1), (7, 3, 1), (3, 1, 2)] {
+                seed += 1;
+                let geom = Conv2dGeometry::square(5, cout, kernel, 2, pad, 1);
+                let in_shape = Shape::new(2, 5, 5, 2 * t.mr * tiles);
+                assert_eq!(geom.output_shape(in_shape).map(|o| o.w), Some(t.mr * tiles));
+                let epilogue = Epilogue { accumulate: seed % 2 == 0, relu: true };
+                check(&Case { geom, in_shape, epilogue, seed })
+                    .unwrap_or_else(|e| panic!("{isa} strided window: {e}"));
+            }
         }
     }
 }
