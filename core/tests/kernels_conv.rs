@@ -193,6 +193,25 @@ fn tile_edges() {
                         .unwrap_or_else(|e| panic!("{isa} transposed: {e}"));
                 }
             }
+            // Windows read in place with different strides along the two axes (rows of two
+            // tiles: 3x5 kernel, strides 2 and 1).
+            seed += 1;
+            let geom = Conv2dGeometry {
+                in_channels: 4,
+                out_channels: cout,
+                kernel_h: 3,
+                kernel_w: 5,
+                stride_h: 2,
+                stride_w: 1,
+                pad_h: 1,
+                pad_w: 2,
+                groups: 1,
+            };
+            let in_shape = Shape::new(1, 4, 6, 2 * t.mr);
+            assert_eq!(geom.output_shape(in_shape).map(|o| o.w), Some(2 * t.mr));
+            let epilogue = Epilogue { accumulate: true, relu: false };
+            check(&Case { geom, in_shape, epilogue, seed })
+                .unwrap_or_else(|e| panic!("{isa} window, strides 2x1: {e}"));
             // Strided windows read in place: output rows of exactly one and two tiles.
             for (kernel, pad, tiles) in [(3, 1, 1), (7, 3, 1), (3, 1, 2)] {
                 seed += 1;
@@ -294,6 +313,7 @@ fn gemm_micro_kernels() {
             let (a, b, bias) = (fill(1, k * lda), fill(2, k * nr), fill(3, mr));
             let ldc = nr + 5;
             let mut c = fill(4, mr * ldc);
+            let c0 = c.clone();
             let mut expected = c.clone();
             for r in 0..mr {
                 for j in 0..nr {
@@ -322,6 +342,24 @@ fn gemm_micro_kernels() {
             for (i, (y, e)) in c.iter().zip(&expected).enumerate() {
                 let tol = 1e-5 * (1.0 + k as f32);
                 assert!((y - e).abs() <= tol, "{} k={k}: [{i}] {y} vs {e}", kern.name);
+            }
+            // The same product with the steps named by offsets, in reverse order (and `lda`
+            // ignored): the same terms, summed in another order.
+            let offsets: Vec<u32> = (0..k).map(|kk| ((k - 1 - kk) * lda) as u32).collect();
+            let rev: Vec<f32> = (0..k).rev().flat_map(|kk| b[kk * nr..][..nr].to_vec()).collect();
+            c.copy_from_slice(&c0);
+            let tile = arch::Tile {
+                a_offsets: offsets.as_ptr(),
+                lda: 0,
+                b: rev.as_ptr(),
+                c: c.as_mut_ptr(),
+                ..tile
+            };
+            // SAFETY: as above; every offset names `mr` readable floats of `a`.
+            unsafe { (kern.run)(&tile) };
+            for (i, (y, e)) in c.iter().zip(&expected).enumerate() {
+                let tol = 1e-5 * (1.0 + k as f32);
+                assert!((y - e).abs() <= tol, "{} offsets k={k}: [{i}] {y} vs {e}", kern.name);
             }
         }
     }

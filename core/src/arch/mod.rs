@@ -123,7 +123,8 @@ pub const MAX_TILE: usize = 16 * 64;
 /// Arguments of one micro-kernel call: `C[MR x NR] = epilogue(A·B)`.
 ///
 /// `a` is an `MR`-row panel stored k-major with step stride `lda` (`a[k * lda + r]`; `lda = MR`
-/// for a packed panel), `b` an `NR`-column panel with row stride `ldb` (`b[k * ldb + j]`;
+/// for a packed panel), or with `a_offsets` set, step `k`'s rows at `a[a_offsets[k] + r]`; `b`
+/// an `NR`-column panel with row stride `ldb` (`b[k * ldb + j]`;
 /// `ldb = NR` for a packed panel), `c` the tile's top-left
 /// element with row stride `ldc`. The kernel computes
 /// `c[r, j] = relu?(sum_k a[k, r] * b[k, j] + bias[r]? + c[r, j]?)`, where `bias` is applied

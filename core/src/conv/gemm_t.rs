@@ -53,13 +53,19 @@ pub(super) unsafe fn run(
         let phase_w = direct::phase_width(pc, l.out);
         let row_len = sw * phase_w;
         let in_plane = direct::input_rows(geom, out_rows) * row_len;
+        // Layout rounds blocks to whole tiles, and `window` asks rows of whole tiles.
+        debug_assert!(job.col0.is_multiple_of(mr) && job.ncols.is_multiple_of(mr));
         let (buf, rest) = rest.split_at_mut(geom.in_per_group() * in_plane);
         direct::padded_rows(geom, img, in_shape, first, phase_w, buf);
-        // SAFETY: `u32` has the size and alignment of `f32`, and `rest` is not used otherwise.
-        let offsets = unsafe { core::slice::from_raw_parts_mut(rest.as_mut_ptr().cast(), depth) };
+        let offsets = &mut rest[..depth];
+        // SAFETY: `u32` has the size and alignment of `f32`; `offsets` is borrowed for no
+        // other use.
+        let offsets: &mut [u32] =
+            unsafe { core::slice::from_raw_parts_mut(offsets.as_mut_ptr().cast(), depth) };
         for (k, o) in offsets.iter_mut().enumerate() {
             let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-            *o = (ci * in_plane + ky * row_len + (kx % sw) * phase_w + kx / sw) as u32;
+            let at = ci * in_plane + ky * row_len + (kx % sw) * phase_w + kx / sw;
+            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
         }
         Operands::Window { buf, offsets, first, row_step: sh * row_len }
     } else {
@@ -170,10 +176,12 @@ enum Operands<'s> {
 }
 
 /// Whether a GemmT convolution with output `out` reads its windows from a padded copy
-/// ([`Operands::Window`]): not pointwise (read in place), and whole tiles of `mr` pixels
-/// never cross an output row.
+/// ([`Operands::Window`]): a kernel larger than 1x1, and whole tiles of `mr` pixels never cross
+/// an output row.
 pub(super) fn window(pc: &PackedConv, out: Shape, mr: usize) -> bool {
-    !super::pointwise(&pc.geom) && out.w.is_multiple_of(mr)
+    // Strided 1x1 layers (shortcuts) keep the im2col: it copies only the pixels they read,
+    // the padded copy every input row and phase.
+    pc.geom.kernel_h * pc.geom.kernel_w > 1 && out.w.is_multiple_of(mr)
 }
 
 /// Floats of scratch one GemmT job of at most `nc` output pixels needs.

@@ -739,11 +739,13 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
     let heavy = geom.out_per_group() >= 128 && (small || medium);
     // Strided windows read in place (`gemm_t::window`: whole 7-pixel tiles per output row)
     // beat GEMM's im2col, but not the 3-channel stem's direct kernel.
+    let tile_rows = arch::kernels(isa).map_or(0, |k| k.gemm_t.mr);
     let strided_window = geom.stride_h * geom.stride_w > 1
         && geom.kernel_h * geom.kernel_w > 1
         && geom.in_per_group() >= 32
         && geom.out_per_group() >= 64
-        && out.w.is_multiple_of(7);
+        && tile_rows > 0
+        && out.w.is_multiple_of(tile_rows);
     match isa {
         Isa::Avx512 => heavy || strided_window,
         Isa::Avx2 => heavy && !winograd,

@@ -50,7 +50,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
             t.a.wrapping_add(unsafe { *t.a_offsets.add(k) } as usize)
         };
         // SAFETY: this step's `NV * 8` floats of `b` and `MR` floats of `a` are inside the
-        // panels the caller made readable (`k` steps of `ldb` and `lda`).
+        // panels the caller made readable (`k` steps of `ldb`, and of `lda` or `a_offsets`).
         let bv: [__m256; NV] = core::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(8 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.

@@ -76,7 +76,7 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
             t.a.wrapping_add(unsafe { *t.a_offsets.add(k) } as usize)
         };
         // SAFETY: this step's `NV * 16` floats of `b` and `MR` floats of `a` are inside the
-        // panels the caller made readable (`k` steps of `ldb` and `lda`).
+        // panels the caller made readable (`k` steps of `ldb`, and of `lda` or `a_offsets`).
         let bv: [__m512; NV] = core::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
