@@ -102,9 +102,14 @@ pub(super) fn padded_rows(
                 continue;
             }
             for (q, phase) in row.chunks_exact_mut(phase_w).enumerate() {
-                for (j, v) in phase.iter_mut().enumerate() {
-                    let x = (j * sw + q).checked_sub(geom.pad_w).filter(|&x| x < iw);
-                    *v = x.map_or(0.0, |x| line[x]);
+                // Element `j` is column `j * sw + q - pad_w`: inside the row for `lo <= j < hi`.
+                let lo = geom.pad_w.saturating_sub(q).div_ceil(sw).min(phase_w);
+                let hi = (iw + geom.pad_w).saturating_sub(q).div_ceil(sw).clamp(lo, phase_w);
+                phase[..lo].fill(0.0);
+                phase[hi..].fill(0.0);
+                if lo < hi {
+                    let columns = line[lo * sw + q - geom.pad_w..].iter().step_by(sw);
+                    phase[lo..hi].iter_mut().zip(columns).for_each(|(v, x)| *v = *x);
                 }
             }
         }
