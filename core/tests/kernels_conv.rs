@@ -109,6 +109,28 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A geometry with its own kernel size, stride and padding along each axis.
+fn rect(
+    cin: usize,
+    cout: usize,
+    (kernel_h, kernel_w): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    (pad_h, pad_w): (usize, usize),
+    groups: usize,
+) -> Conv2dGeometry {
+    Conv2dGeometry {
+        in_channels: cin,
+        out_channels: cout,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        groups,
+    }
+}
+
 /// Geometry families: 0 = anything, 1 = pointwise (Direct applies), 2 = 3x3/1 pad 1 (Winograd).
 fn case(family: u8) -> impl Strategy<Value = Case> {
     (
@@ -196,17 +218,7 @@ fn tile_edges() {
             // Windows read in place with different strides along the two axes (rows of two
             // tiles: 3x5 kernel, strides 2 and 1).
             seed += 1;
-            let geom = Conv2dGeometry {
-                in_channels: 4,
-                out_channels: cout,
-                kernel_h: 3,
-                kernel_w: 5,
-                stride_h: 2,
-                stride_w: 1,
-                pad_h: 1,
-                pad_w: 2,
-                groups: 1,
-            };
+            let geom = rect(4, cout, (3, 5), (2, 1), (1, 2), 1);
             let in_shape = Shape::new(1, 4, 6, 2 * t.mr);
             assert_eq!(geom.output_shape(in_shape).map(|o| o.w), Some(2 * t.mr));
             let epilogue = Epilogue { accumulate: true, relu: false };
@@ -236,34 +248,8 @@ fn deep_and_wide() {
         (Conv2dGeometry::square(3, 16, 7, 2, 3, 1), Shape::new(1, 3, 45, 41)),
         (Conv2dGeometry::square(48, 48, 3, 1, 1, 4), Shape::new(1, 48, 40, 41)),
         // Different strides (and kernel sizes) along the two axes.
-        (
-            Conv2dGeometry {
-                in_channels: 20,
-                out_channels: 36,
-                kernel_h: 3,
-                kernel_w: 5,
-                stride_h: 2,
-                stride_w: 1,
-                pad_h: 1,
-                pad_w: 2,
-                groups: 1,
-            },
-            Shape::new(1, 20, 15, 13),
-        ),
-        (
-            Conv2dGeometry {
-                in_channels: 12,
-                out_channels: 40,
-                kernel_h: 1,
-                kernel_w: 3,
-                stride_h: 1,
-                stride_w: 2,
-                pad_h: 0,
-                pad_w: 1,
-                groups: 2,
-            },
-            Shape::new(2, 12, 9, 17),
-        ),
+        (rect(20, 36, (3, 5), (2, 1), (1, 2), 1), Shape::new(1, 20, 15, 13)),
+        (rect(12, 40, (1, 3), (1, 2), (0, 1), 2), Shape::new(2, 12, 9, 17)),
     ] {
         let c =
             Case { geom, in_shape, epilogue: Epilogue { accumulate: true, relu: true }, seed: 7 };

@@ -245,9 +245,8 @@ impl Backend for Engine {
     ) {
         // Output features split between threads: each part reads its own rows of the weights
         // (the layer is a matrix-vector product for one image, bound by reading them).
-        let images = input.len() / i.max(1);
         let parts = self.elementwise_parts(o, i);
-        if parts == 1 || images != 1 || input.len() != i {
+        if parts == 1 || input.len() != i {
             return ops::linear(i, o, input, weight, bias, output);
         }
         // The checks of `ops::linear`, made once for the whole layer before it is split.

@@ -137,9 +137,8 @@ pub(super) unsafe fn run(
                 // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, or of `MR` pixels
                 // inside each input plane (`i < whole`), or `MR` floats of the padded copy at
                 // each step's offset (the tile's pixels are in one output row, so
-                // `ox + MR - 1 + kx / sw < phase_w` and the rows are inside the copy); `b`
-                // `kc` steps of a packed
-                // `depth x NR` panel; `c` an `MR x NR` block of `acc`.
+                // `ox + MR - 1 + kx / sw < phase_w` and the rows are inside the copy); `b` is
+                // `kc` steps of a packed `depth x NR` panel; `c` an `MR x NR` block of `acc`.
                 unsafe { (kern.run)(&tile) };
             }
         }
@@ -159,8 +158,8 @@ pub(super) unsafe fn run(
             relu: ep.relu,
         };
         // SAFETY: `acc` holds the job's `ncols x nr` sums (`ncols * nr` is bounded by the
-        // scratch budget, far below `i32::MAX`);
-        // the output run of each channel is this task's; the ISA was checked at packing.
+        // scratch budget, far below `i32::MAX`); the output run of each channel is this
+        // task's; the ISA was checked at packing.
         unsafe { (pc.kernels.store_t)(&args) };
     }
 }
@@ -189,9 +188,8 @@ pub(super) fn scratch_len(pc: &PackedConv, in_shape: Shape, out: Shape, nc: usiz
     let (mr, nr) = (pc.kernels.gemm_t.mr, pc.kernels.gemm_t.nr);
     let pixels = nc.div_ceil(mr) * mr;
     let operands = if window(pc, out, mr) {
-        let rows = (nc.div_ceil(out.w) + 1).min(out.h);
-        let row_len = pc.geom.stride_w * direct::phase_width(pc, out);
-        pc.geom.in_per_group() * direct::input_rows(&pc.geom, rows) * row_len + pc.depth
+        // The padded copy of the rows a job touches, and one offset per step.
+        direct::scratch_len(pc, out, (nc.div_ceil(out.w) + 1).min(out.h)) + pc.depth
     } else {
         let packed = if super::pointwise(&pc.geom) { mr } else { pixels };
         packed * pc.depth + super::gemm::phases_len(&pc.geom, in_shape, out, nc)

@@ -451,8 +451,7 @@ impl PackedConv {
             && geom.pad_w == 1;
         geom.is_valid()
             && match algo {
-                ConvAlgo::Direct => true,
-                ConvAlgo::Gemm | ConvAlgo::GemmT => true,
+                ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT => true,
                 ConvAlgo::Winograd2
                 | ConvAlgo::Winograd4
                 | ConvAlgo::Winograd6
@@ -639,6 +638,10 @@ impl PackedConv {
         );
         let scratch = &mut scratch[..self.scratch_len(in_shape)];
         let m_panels = self.m_pad / self.panel_rows();
+        let (cin_g, cout_g) = (self.geom.in_per_group(), self.geom.out_per_group());
+        let plane = in_shape.h * in_shape.w;
+        let group_weights = self.a.len() / self.geom.groups;
+        let io = Io { in_shape, out: output, ep: epilogue };
         let mut task = tasks.start;
         while task < tasks.end {
             // The tasks of this range that share a column block run as one job.
@@ -648,9 +651,6 @@ impl PackedConv {
             let block = unit % l.blocks;
             let g = (unit / l.blocks) % self.geom.groups;
             let n = unit / (l.blocks * self.geom.groups);
-            let (cin_g, cout_g) = (self.geom.in_per_group(), self.geom.out_per_group());
-            let plane = in_shape.h * in_shape.w;
-            let group_weights = self.a.len() / self.geom.groups;
             let job = Job {
                 col0: block * l.nc,
                 ncols: l.nc.min(l.cols - block * l.nc),
@@ -660,7 +660,6 @@ impl PackedConv {
                 bias: &self.bias[g * self.m_pad..][..self.m_pad],
                 out_base: (n * l.out.c + g * cout_g) * l.out.h * l.out.w,
             };
-            let io = Io { in_shape, out: output, ep: epilogue };
             // SAFETY: the job's output elements belong to this task only (caller's contract).
             unsafe {
                 match self.algo.winograd_m() {
