@@ -7,7 +7,8 @@
 //! - [`plan`]: buffer sizes for a forward pass, computed up front so no allocation is needed.
 //! - [`forward`]: the interpreter that walks a spec and calls a [`forward::Backend`] per op.
 //!
-//! Activations are NCHW `f32`, row-major, batch first.
+//! Activations are NCHW `f32`, row-major, batch first; the fast engine may keep them
+//! channel-blocked between its convolutions ([`layout`]).
 #![no_std]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -20,6 +21,7 @@ pub mod arch;
 pub mod conv;
 pub mod epilogue;
 pub mod forward;
+pub mod layout;
 pub mod ops;
 pub mod plan;
 pub mod reference;

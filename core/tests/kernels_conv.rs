@@ -13,6 +13,7 @@
 use proptest::prelude::*;
 use shortcut_core::arch::{self, winograd, Isa};
 use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
+use shortcut_core::layout::{self, ActLayout};
 use shortcut_core::reference;
 use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
 
@@ -109,6 +110,45 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Checks [`ConvAlgo::GemmT`] on every available ISA with channel-blocked output, from NCHW
+/// input (the stem) and from blocked input, wherever the channels per group allow it.
+fn check_blocked(c: &Case) -> Result<(), TestCaseError> {
+    let d = data(c);
+    let out_shape = c.geom.output_shape(c.in_shape).expect("case fits");
+    let to = |v: &[f32], shape: Shape, from: ActLayout, to: ActLayout| {
+        let mut o = vec![0.0; v.len()];
+        layout::convert(v, from, shape, &mut o, to);
+        o
+    };
+    let (nchw, blocked) = (ActLayout::Nchw, ActLayout::Nchw16c);
+    let mut checked = 0;
+    for isa in Isa::all_available() {
+        for input in [nchw, blocked] {
+            let layouts = (input, blocked);
+            let p = PackedConv::try_new_with_layouts(isa, None, &c.geom, &d.w, &d.b, layouts);
+            let supported = PackedConv::supports_layouts(ConvAlgo::GemmT, &c.geom, layouts);
+            prop_assert_eq!(p.is_some(), supported, "{} {:?} on {:?}", isa, layouts, c);
+            let Some(p) = p else { continue };
+            prop_assert_eq!((p.algo(), p.layouts()), (ConvAlgo::GemmT, layouts));
+            let x =
+                if input == blocked { to(&d.x, c.in_shape, nchw, blocked) } else { d.x.clone() };
+            let mut out = to(&d.prev, out_shape, nchw, blocked);
+            let mut scratch = vec![f32::NAN; p.scratch_len(c.in_shape)];
+            p.run(&x, c.in_shape, &mut out, c.epilogue, &mut scratch);
+            let err = rel_error(&to(&out, out_shape, blocked, nchw), &d);
+            prop_assert!(
+                err <= tolerance(ConvAlgo::GemmT),
+                "{} {:?}: relative error {err:e} on {c:?}",
+                isa,
+                layouts
+            );
+            checked += 1;
+        }
+    }
+    prop_assert!(checked > 0 || !c.geom.out_per_group().is_multiple_of(16), "nothing ran on {c:?}");
+    Ok(())
+}
+
 /// A geometry with its own kernel size, stride and padding along each axis.
 fn rect(
     cin: usize,
@@ -175,6 +215,39 @@ proptest! {
     fn winograd_geometry_matches_reference(c in case(2)) {
         check(&c)?;
     }
+
+    /// Channel-blocked layouts: multiples of 16 channels per group, any kernel, stride,
+    /// padding and image size (rows of partial tiles, pointwise layers with a partial last
+    /// tile), and a deeper reduction than one chunk.
+    #[test]
+    fn blocked_layouts_match_reference(c in blocked_case()) {
+        check_blocked(&c)?;
+    }
+}
+
+fn blocked_case() -> impl Strategy<Value = Case> {
+    (
+        (1usize..=2, 1usize..=2, 1usize..=3, 1usize..=3),
+        (prop_oneof![Just(1usize), Just(3), Just(7)], 1usize..=3, 0usize..=3, 1usize..=3),
+        (1usize..=17, 1usize..=17, any::<bool>(), any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |((n, groups, bin, bout), (k, s, p, cin_stem), (h, w, accumulate, relu, seed))| {
+                let p = p.min(k / 2);
+                // Blocked input needs 16-channel blocks per group; a 3-channel input (the stem)
+                // checks NCHW input into blocked output.
+                let cin = if cin_stem == 3 { 3 } else { 16 * bin * groups };
+                let groups = if cin == 3 { 1 } else { groups };
+                let cout = 16 * bout * groups;
+                let (h, w) = (h.max(k - 2 * p), w.max(k - 2 * p));
+                Case {
+                    geom: Conv2dGeometry::square(cin, cout, k, s, p, groups),
+                    in_shape: Shape::new(n, cin, h, w),
+                    epilogue: Epilogue { accumulate, relu },
+                    seed,
+                }
+            },
+        )
 }
 
 /// Shapes on both sides of each kernel's `MR` (channels) and `NR` (output width), and of the

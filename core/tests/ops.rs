@@ -1,6 +1,7 @@
 //! The fast portable ops against the reference, on random shapes.
 
 use proptest::prelude::*;
+use shortcut_core::layout::{self, ActLayout};
 use shortcut_core::shape::PoolGeometry;
 use shortcut_core::{ops, reference, Shape};
 
@@ -76,5 +77,56 @@ proptest! {
         for (r, v) in p.iter().zip(&q) {
             prop_assert!((r - v).abs() <= 1e-6 * (1.0 + r.abs()));
         }
+    }
+}
+
+/// `x` (NCHW, `shape`) in the blocked layout.
+fn blocked(x: &[f32], shape: Shape) -> Vec<f32> {
+    let mut o = vec![0.0; x.len()];
+    layout::convert(x, ActLayout::Nchw, shape, &mut o, ActLayout::Nchw16c);
+    o
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The blocked ops equal the reference on the same tensors converted to `NCHW16c`: bit for
+    /// bit where the arithmetic is the same (max-pool, affine, the option-A shortcut), within
+    /// summation-order rounding for the average.
+    #[test]
+    fn blocked_ops_match_reference(n in 1usize..3, blocks in 1usize..4, h in 1usize..14,
+                                   w in 1usize..14, k in 1usize..4, s in 1usize..3, p in 0usize..2,
+                                   relu in any::<bool>(), pad_front in 0usize..12,
+                                   seed in any::<u64>()) {
+        let c = 16 * blocks;
+        let shape = Shape::new(n, c, h, w);
+        let x = values(shape.len(), seed);
+        let xb = blocked(&x, shape);
+        let g = PoolGeometry { kernel: k, stride: s, pad: p };
+        if let Some(out) = g.output_shape(shape) {
+            let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
+            reference::max_pool2d(&g, &x, shape, &mut a);
+            ops::nchw16c::max_pool2d(&g, &xb, shape, &mut b);
+            prop_assert_eq!(blocked(&a, out), b);
+        }
+        let (sc, sh) = (values(c, seed ^ 3), values(c, seed ^ 4));
+        let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        reference::affine(&sc, &sh, relu, &x, shape, &mut a);
+        ops::nchw16c::affine(&sc, &sh, relu, &xb, shape, &mut b);
+        prop_assert_eq!(blocked(&a, shape), b);
+        let (kh, kw) = (h.div_ceil(2), w);
+        let (mut a, mut b) = (vec![0.0; n * c], vec![0.0; n * c]);
+        reference::avg_pool_window(&x, shape, kh, kw, &mut a);
+        ops::nchw16c::avg_pool_window(&xb, shape, kh, kw, &mut b);
+        for (r, v) in a.iter().zip(&b) {
+            prop_assert!((r - v).abs() <= 1e-6 * (1.0 + r.abs()), "{} vs {}", r, v);
+        }
+        let out_c = c + 16;
+        let pad_front = pad_front.min(out_c - c);
+        let out = reference::subsample_pad_shape(shape, s, out_c);
+        let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);
+        reference::subsample_pad_channels(&x, shape, s, out_c, pad_front, &mut a);
+        ops::nchw16c::subsample_pad_channels(&xb, shape, s, out_c, pad_front, &mut b);
+        prop_assert_eq!(blocked(&a, out), b);
     }
 }

@@ -16,6 +16,7 @@
 //!   [`vector::Vector`] trait that each ISA implements with its registers, and compiled per ISA
 //!   inside its `#[target_feature]` wrappers.
 
+pub mod blocked;
 pub mod direct;
 pub mod scalar;
 pub mod transpose;
@@ -202,6 +203,12 @@ pub struct Kernels {
     pub gemm_t: GemmKernel,
     /// The transposing store of the transposed GEMMs; see [`transpose::TransposeArgs`].
     pub store_t: unsafe fn(&transpose::TransposeArgs),
+    /// The pixel-rows micro-kernel for channel-blocked inputs: the [`Tile`] contract, with
+    /// the row operand read in groups of 16 steps from blocked activations (see
+    /// [`blocked::gemm_blocked`]); `nr` is a multiple of [`blocked::BLOCK`].
+    pub gemm_b: GemmKernel,
+    /// The store of tiles into channel-blocked output; see [`blocked::BlockedStoreArgs`].
+    pub store_b: unsafe fn(&blocked::BlockedStoreArgs),
     /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
     pub winograd: [WinogradKernels; 3],
     pub direct: DirectKernel,

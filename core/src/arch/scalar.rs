@@ -11,6 +11,8 @@ pub const KERNELS: Kernels = Kernels {
     gemm: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
     gemm_t: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
     store_t: TRANSPOSE_STORE,
+    gemm_b: GEMM_B,
+    store_b: STORE_B,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
@@ -18,6 +20,8 @@ pub const KERNELS: Kernels = Kernels {
 super::winograd::winograd_kernels!(vector = F32x8);
 
 super::direct::direct_kernel!(vector = F32x8, widths = [1, 2]);
+
+super::blocked::blocked_kernels!(vector = F32x8, mr = 4, nv = 2, name = "scalar_gemm_b_f32_4x16");
 
 super::transpose::transpose_store_kernel!(vector = F32x8);
 

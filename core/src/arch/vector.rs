@@ -66,4 +66,13 @@ pub trait Vector: Copy {
     fn scale(self, c: f32) -> Self;
     /// `self * c + o`.
     fn scale_add(self, c: f32, o: Self) -> Self;
+    /// A hint to bring the cache line of `p` into L1; never faults, so `p` need not be
+    /// readable. Does nothing unless the ISA has a prefetch instruction.
+    ///
+    /// # Safety
+    /// The ISA is available.
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        let _ = p;
+    }
 }

@@ -48,6 +48,7 @@
 //! Winograd tile) state the rules and the measurements behind them.
 #![cfg(feature = "alloc")]
 
+mod blocked;
 mod direct;
 mod gemm;
 mod gemm_t;
@@ -60,6 +61,7 @@ use core::ops::Range;
 use crate::arch::direct::CO;
 use crate::arch::{self, GemmKernel, Isa, Kernels};
 use crate::epilogue::Epilogue;
+use crate::layout::ActLayout;
 use crate::shape::{Conv2dGeometry, Shape};
 
 /// How a [`PackedConv`] computes the convolution.
@@ -211,6 +213,8 @@ pub struct PackedConv {
     a: Vec<f32>,
     /// Bias per group, zero-padded to `m_pad`.
     bias: Vec<f32>,
+    /// Layouts of the input and the output ([`PackedConv::try_new_with_layouts`]).
+    layouts: (ActLayout, ActLayout),
 }
 
 /// How the output of one image and group is split into tasks.
@@ -292,6 +296,22 @@ impl PackedConv {
         weight: &[f32],
         bias: &[f32],
     ) -> Option<PackedConv> {
+        let nchw = (ActLayout::Nchw, ActLayout::Nchw);
+        PackedConv::try_new_with_layouts(isa, algo, geom, weight, bias, nchw)
+    }
+
+    /// [`PackedConv::try_new`] for activations in the given `(input, output)` layouts. Every
+    /// algorithm runs NCHW to NCHW; only [`ConvAlgo::GemmT`] (the default here) runs into
+    /// `NCHW16c` output, from NCHW input (the stem) or `NCHW16c` input. Blocked sides need
+    /// channels per group that are multiples of 16.
+    pub fn try_new_with_layouts(
+        isa: Isa,
+        algo: Option<ConvAlgo>,
+        geom: &Conv2dGeometry,
+        weight: &[f32],
+        bias: &[f32],
+        layouts: (ActLayout, ActLayout),
+    ) -> Option<PackedConv> {
         if !geom.is_valid()
             || weight.len() != geom.weight_len()
             || bias.len() != geom.out_channels
@@ -300,14 +320,21 @@ impl PackedConv {
             return None;
         }
         let kernels = arch::kernels(isa)?;
-        let algo = algo.unwrap_or_else(|| PackedConv::choose(isa, geom));
-        if !PackedConv::supports(algo, geom) {
+        let nchw = (ActLayout::Nchw, ActLayout::Nchw);
+        let algo = match algo {
+            Some(a) => a,
+            None if layouts != nchw => ConvAlgo::GemmT,
+            None => PackedConv::choose(isa, geom),
+        };
+        if !PackedConv::supports(algo, geom) || !PackedConv::supports_layouts(algo, geom, layouts) {
             return None;
         }
         let mr = kernels.gemm.mr;
         let direct = algo == ConvAlgo::Direct && !pointwise(geom);
+        let blocked_in = layouts.0 == ActLayout::Nchw16c;
         let rows = match algo {
             _ if direct => CO,
+            _ if blocked_in => kernels.gemm_b.nr,
             _ if algo.transposed() => kernels.gemm_t.nr,
             _ => mr,
         };
@@ -323,13 +350,18 @@ impl PackedConv {
                 let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
                 (depth, direct::pack_weights(geom, weight, m_pad))
             }
+            None if blocked_in => {
+                let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
+                let reordered = blocked::reorder_weights(geom, weight);
+                (depth, gemm::pack_weights(geom, &reordered, rows, m_pad))
+            }
             None => {
                 let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
                 (depth, gemm::pack_weights(geom, weight, rows, m_pad))
             }
             Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, rows, m_pad)),
         };
-        Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed })
+        Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed, layouts })
     }
 
     /// The algorithm [`PackedConv::new`] uses when none is forced, from the geometry alone:
@@ -460,6 +492,37 @@ impl PackedConv {
             }
     }
 
+    /// Whether `algo` can run from and to activations in `layouts` (input, output); see
+    /// [`PackedConv::try_new_with_layouts`].
+    pub fn supports_layouts(
+        algo: ConvAlgo,
+        geom: &Conv2dGeometry,
+        layouts: (ActLayout, ActLayout),
+    ) -> bool {
+        let fits = |layout: ActLayout, per_group| {
+            layout == ActLayout::Nchw || (per_group > 0 && layout.fits(per_group))
+        };
+        match layouts {
+            (ActLayout::Nchw, ActLayout::Nchw) => true,
+            (_, ActLayout::Nchw) => false,
+            (input, output) => {
+                algo == ConvAlgo::GemmT
+                    && fits(input, geom.in_per_group())
+                    && fits(output, geom.out_per_group())
+            }
+        }
+    }
+
+    /// The `(input, output)` layouts of the activations this convolution reads and writes.
+    pub fn layouts(&self) -> (ActLayout, ActLayout) {
+        self.layouts
+    }
+
+    /// Whether the input is channel-blocked (read by [`Kernels::gemm_b`]).
+    fn blocked_in(&self) -> bool {
+        self.layouts.0 == ActLayout::Nchw16c
+    }
+
     /// Floats held by the prepacked weights and bias (the conv's resident weight memory).
     pub fn packed_len(&self) -> usize {
         self.a.len() + self.bias.len()
@@ -481,7 +544,9 @@ impl PackedConv {
     /// algorithms, `avx512_gemm_f32_7x32` (AVX-512 GEMM and pointwise
     /// layers with large outputs run its 8x48 sibling, see `PackedConv::gemm_kernel`).
     pub fn kernel_name(&self) -> &'static str {
-        if self.algo.transposed() {
+        if self.blocked_in() {
+            self.kernels.gemm_b.name
+        } else if self.algo.transposed() {
             self.kernels.gemm_t.name
         } else {
             self.kernels.gemm.name
@@ -498,6 +563,9 @@ impl PackedConv {
     /// the wider 8x48 tile (same `MR`, so the same packed weights). Winograd keeps the ISA's
     /// kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
+        if self.blocked_in() {
+            return self.kernels.gemm_b;
+        }
         if self.algo.transposed() {
             return self.kernels.gemm_t;
         }
@@ -519,6 +587,8 @@ impl PackedConv {
     fn panel_rows(&self) -> usize {
         if self.direct_kxk() {
             CO
+        } else if self.blocked_in() {
+            self.kernels.gemm_b.nr
         } else if self.algo.transposed() {
             self.kernels.gemm_t.nr
         } else {
@@ -551,7 +621,7 @@ impl PackedConv {
                 (out.h, (rows / self.geom.stride_h).max(1))
             }
             None if self.algo == ConvAlgo::GemmT => {
-                (out.h * out.w, (B_BUDGET / self.depth).max(nr))
+                (out.h * gemm_t::row_width(self, out), (B_BUDGET / self.depth).max(nr))
             }
             None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {
@@ -574,7 +644,13 @@ impl PackedConv {
         // Still too few: split the output channels too. `run_tasks` packs `B` once for a
         // range of tasks that share columns, so this costs nothing when run serially.
         let mblocks = MIN_TASKS.div_ceil(units * blocks).clamp(1, self.m_pad / self.panel_rows());
-        let kc = self.depth.div_ceil(self.depth.div_ceil(kc_max));
+        let kc = if self.blocked_in() {
+            // Whole groups of 16 steps (one channel block of one tap) per chunk.
+            let groups = self.depth / arch::blocked::BLOCK;
+            groups.div_ceil(self.depth.div_ceil(kc_max)) * arch::blocked::BLOCK
+        } else {
+            self.depth.div_ceil(self.depth.div_ceil(kc_max))
+        };
         Layout { out, cols, nc, blocks, mblocks, kc, gemm }
     }
 

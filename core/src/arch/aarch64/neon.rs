@@ -9,6 +9,8 @@ pub const KERNELS: Kernels = Kernels {
     gemm: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
     gemm_t: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
     store_t: TRANSPOSE_STORE,
+    gemm_b: GEMM_B,
+    store_b: STORE_B,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
@@ -16,6 +18,14 @@ pub const KERNELS: Kernels = Kernels {
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "neon")]
     vector = F32x4
+);
+
+crate::arch::blocked::blocked_kernels!(
+    #[target_feature(enable = "neon")]
+    vector = F32x4,
+    mr = 6,
+    nv = 4,
+    name = "neon_gemm_b_f32_6x16"
 );
 
 crate::arch::transpose::transpose_store_kernel!(

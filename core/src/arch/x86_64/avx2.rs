@@ -11,6 +11,8 @@ pub const KERNELS: Kernels = Kernels {
     // 5 of 54 on a 7x7 map.
     gemm_t: GemmKernel { name: "avx2_gemm_f32_6x16", mr: 6, nr: 16, run: gemm_6x16 },
     store_t: TRANSPOSE_STORE,
+    gemm_b: GEMM_B,
+    store_b: STORE_B,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
@@ -18,6 +20,14 @@ pub const KERNELS: Kernels = Kernels {
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "avx2,fma")]
     vector = F32x8
+);
+
+crate::arch::blocked::blocked_kernels!(
+    #[target_feature(enable = "avx2,fma")]
+    vector = F32x8,
+    mr = 6,
+    nv = 2,
+    name = "avx2_gemm_b_f32_6x16"
 );
 
 crate::arch::transpose::transpose_store_kernel!(
@@ -144,6 +154,10 @@ impl crate::arch::vector::Vector for F32x8 {
     #[inline(always)]
     fn sub(self, o: Self) -> Self {
         F32x8(unsafe { _mm256_sub_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {

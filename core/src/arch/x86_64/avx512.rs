@@ -9,6 +9,8 @@ pub const KERNELS: Kernels = Kernels {
     gemm: GemmKernel { name: "avx512_gemm_f32_8x32", mr: 8, nr: 32, run: gemm_8x32 },
     gemm_t: GemmKernel { name: "avx512_gemm_f32_7x32", mr: 7, nr: 32, run: gemm_7x32 },
     store_t: TRANSPOSE_STORE,
+    gemm_b: GEMM_B,
+    store_b: STORE_B,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
@@ -16,6 +18,14 @@ pub const KERNELS: Kernels = Kernels {
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "avx512f")]
     vector = F32x16
+);
+
+crate::arch::blocked::blocked_kernels!(
+    #[target_feature(enable = "avx512f")]
+    vector = F32x16,
+    mr = 7,
+    nv = 2,
+    name = "avx512_gemm_b_f32_7x32"
 );
 
 crate::arch::transpose::transpose_store_kernel!(
@@ -277,6 +287,10 @@ impl crate::arch::vector::Vector for F32x16 {
     #[inline(always)]
     fn sub(self, o: Self) -> Self {
         F32x16(unsafe { _mm512_sub_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {

@@ -3,6 +3,8 @@
 
 use crate::shape::{PoolGeometry, Shape};
 
+pub mod nchw16c;
+
 /// Max-pool, separably: per output row, the element-wise maximum of the window's input rows
 /// (contiguous, so it vectorises), then the maximum of each window's columns of that. Padding
 /// is skipped (as PyTorch pads with `-inf`); a window with no input element gives `-inf`.
