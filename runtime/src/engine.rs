@@ -7,21 +7,25 @@ use rayon::prelude::*;
 use shortcut_core::arch::Isa;
 use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
 use shortcut_core::forward::Backend;
+use shortcut_core::layout::ActLayout;
 use shortcut_core::ops;
-use shortcut_core::plan::{walk, Op};
+use shortcut_core::plan::{walk, Op, Slot};
 use shortcut_core::shape::PoolGeometry;
 use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, NetworkSpec, Shape};
 
 use crate::team::Team;
 
 /// How a model runs. Unset fields come from `SHORTCUT_ISA` / `SHORTCUT_CONV` /
-/// `SHORTCUT_THREADS` when set, else from the machine (best ISA, per-layer algorithm choice,
-/// one thread per physical core).
+/// `SHORTCUT_LAYOUT` / `SHORTCUT_THREADS` when set, else from the machine (best ISA, per-layer
+/// algorithm choice, the layout measured fastest for the ISA, one thread per physical core).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     pub isa: Option<Isa>,
     /// Forces one convolution algorithm where it applies; other layers use direct/GEMM.
     pub conv: Option<ConvAlgo>,
+    /// Forces the layout of the activations between layers, where the network allows it
+    /// (`NCHW16c` needs channel counts that are multiples of 16; see [`Engine::layout`]).
+    pub layout: Option<ActLayout>,
     pub threads: Option<usize>,
 }
 
@@ -36,6 +40,8 @@ pub enum OptionsError {
         "unknown convolution algorithm `{0}` (direct, gemm, gemm-t, winograd2, winograd4, winograd6, winograd2-t, winograd4-t, auto)"
     )]
     UnknownConv(String),
+    #[error("unknown activation layout `{0}` (nchw, nchw16c, auto)")]
+    UnknownLayout(String),
     #[error("bad thread count `{0}`")]
     Threads(String),
     #[error("bad SHORTCUT_GRAIN_MACS `{0}`")]
@@ -47,6 +53,8 @@ pub enum OptionsError {
 pub struct Resolved {
     pub isa: Isa,
     pub conv: Option<ConvAlgo>,
+    /// The layout asked for, or `None` for the default ([`Engine::layout`] is the one used).
+    pub layout: Option<ActLayout>,
     pub threads: usize,
     /// Multiply-accumulates below which a layer is not split further between threads
     /// (`SHORTCUT_GRAIN_MACS`, a tuning knob for measuring the default).
@@ -67,6 +75,14 @@ impl RunOptions {
         ConvAlgo::from_name(s).map(Some).ok_or_else(|| OptionsError::UnknownConv(s.to_string()))
     }
 
+    /// Parses `--layout` / `SHORTCUT_LAYOUT`; `auto` means no forcing.
+    pub fn parse_layout(s: &str) -> Result<Option<ActLayout>, OptionsError> {
+        if s == "auto" {
+            return Ok(None);
+        }
+        ActLayout::from_name(s).map(Some).ok_or_else(|| OptionsError::UnknownLayout(s.to_string()))
+    }
+
     /// Fills unset fields from the environment and the machine, and checks the ISA is usable.
     pub fn resolve(&self) -> Result<Resolved, OptionsError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -83,6 +99,11 @@ impl RunOptions {
             (None, Some(s)) => Self::parse_conv(&s)?,
             (None, None) => None,
         };
+        let layout = match (self.layout, env("SHORTCUT_LAYOUT")) {
+            (Some(l), _) => Some(l),
+            (None, Some(s)) => Self::parse_layout(&s)?,
+            (None, None) => None,
+        };
         let threads = match (self.threads, env("SHORTCUT_THREADS")) {
             (Some(t), _) => t,
             (None, Some(s)) => s.parse().map_err(|_| OptionsError::Threads(s))?,
@@ -95,7 +116,7 @@ impl RunOptions {
             Some(s) => s.parse().map_err(|_| OptionsError::Grain(s))?,
             None => GRAIN_MACS,
         };
-        Ok(Resolved { isa, conv, threads, grain_macs })
+        Ok(Resolved { isa, conv, layout, threads, grain_macs })
     }
 }
 
@@ -110,6 +131,9 @@ const GRAIN_MACS: u64 = 1 << 22;
 /// Prepacked convolutions and the threads that run them.
 pub struct Engine {
     resolved: Resolved,
+    /// The layout of every activation between layers except the network's input (NCHW, read
+    /// only by the first conv).
+    layout: ActLayout,
     convs: Vec<PackedConv>,
     team: Option<Team>,
     /// One scratch buffer per concurrent task range, grown on first use for an input shape.
@@ -128,16 +152,44 @@ impl Engine {
         conv_weights: impl Fn(usize) -> (Conv2dGeometry, ConvWeights<'w>),
     ) -> Engine {
         let mut in_shapes = vec![None; spec.conv_count()];
+        // Which convs read the network's input, and whether every other activation can be
+        // blocked.
+        let mut reads_input = vec![false; spec.conv_count()];
+        let mut blockable = natural_input.is_some();
         if let Some(input) = natural_input {
-            let _ = walk(spec, input, |s| {
-                if let Op::Conv { index, .. } = s.op {
-                    in_shapes[index] = Some(s.in_shape);
+            let walked = walk(spec, input, |s| {
+                let from_input = s.src == Slot::Input;
+                match s.op {
+                    Op::Conv { index, geom, .. } => {
+                        in_shapes[index] = Some(s.in_shape);
+                        reads_input[index] = from_input;
+                        let input = if from_input { ActLayout::Nchw } else { ActLayout::Nchw16c };
+                        let layouts = (input, ActLayout::Nchw16c);
+                        blockable &= PackedConv::supports_layouts(ConvAlgo::GemmT, &geom, layouts);
+                    }
+                    Op::Linear { .. } => {}
+                    _ => blockable &= !from_input && ActLayout::Nchw16c.fits(s.in_shape.c),
                 }
             });
+            blockable &= walked.is_ok();
         }
+        let layout = Engine::choose_layout(resolved, blockable);
         let convs = (0..spec.conv_count())
             .map(|i| {
                 let (geom, w) = conv_weights(i);
+                if layout == ActLayout::Nchw16c {
+                    let input = if reads_input[i] { ActLayout::Nchw } else { ActLayout::Nchw16c };
+                    let layouts = (input, ActLayout::Nchw16c);
+                    return PackedConv::try_new_with_layouts(
+                        resolved.isa,
+                        Some(ConvAlgo::GemmT),
+                        &geom,
+                        w.weight,
+                        w.bias,
+                        layouts,
+                    )
+                    .expect("checked by supports_layouts");
+                }
                 // A forced algorithm applies where it can (Winograd: 3x3/1 only); other layers
                 // use the exact (non-Winograd) path, so forcing `direct`, `gemm` or `gemm-t`
                 // gives exact convolutions.
@@ -157,7 +209,26 @@ impl Engine {
             .collect();
         let team = (resolved.threads > 1).then(|| Team::new(resolved.threads));
         let scratch = (0..resolved.threads).map(|_| Mutex::new(Vec::new())).collect();
-        Engine { resolved, convs, team, scratch }
+        Engine { resolved, layout, convs, team, scratch }
+    }
+
+    /// The activation layout for a network that can (`blockable`) or cannot run blocked: the
+    /// one asked for where possible, else `NCHW16c` with AVX-512 unless an algorithm other than
+    /// GemmT is forced (the only one that runs blocked), else NCHW.
+    fn choose_layout(resolved: Resolved, blockable: bool) -> ActLayout {
+        let gemm_t = matches!(resolved.conv, None | Some(ConvAlgo::GemmT));
+        match resolved.layout {
+            Some(ActLayout::Nchw16c) if blockable && gemm_t => ActLayout::Nchw16c,
+            Some(_) => ActLayout::Nchw,
+            None if blockable && gemm_t && resolved.isa == Isa::Avx512 => ActLayout::Nchw16c,
+            None => ActLayout::Nchw,
+        }
+    }
+
+    /// The layout of the activations between layers (the network's input and output are
+    /// always NCHW and `[n, classes]`).
+    pub fn layout(&self) -> ActLayout {
+        self.layout
     }
 
     /// Runs `f` (a forward pass) where its parallel layers stay inside the engine's pool, so
@@ -203,18 +274,24 @@ impl Engine {
 impl Backend for Engine {
     fn max_pool2d(&self, geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &mut [f32]) {
         let out_shape = geom.output_shape(in_shape).expect("planned");
-        let planes = in_shape.n * in_shape.c;
-        let parts = self.elementwise_parts(planes, in_shape.plane_len());
+        // Planes of one channel (NCHW) or one block of 16 (NCHW16c), split between threads.
+        let per_plane = if self.layout == ActLayout::Nchw16c { 16 } else { 1 };
+        let planes = in_shape.n * in_shape.c / per_plane;
+        let (plane_in, plane_out) =
+            (in_shape.plane_len() * per_plane, out_shape.plane_len() * per_plane);
+        let parts = self.elementwise_parts(planes, plane_in);
         let out = OutPtr::new(output);
         self.parallel(parts, |part| {
             let (p0, p1) = (part * planes / parts, (part + 1) * planes / parts);
-            let shape = Shape::new(1, p1 - p0, in_shape.h, in_shape.w);
-            let src = &input[p0 * in_shape.plane_len()..p1 * in_shape.plane_len()];
+            let shape = Shape::new(1, (p1 - p0) * per_plane, in_shape.h, in_shape.w);
+            let src = &input[p0 * plane_in..p1 * plane_in];
             // SAFETY: parts cover disjoint plane ranges, so the sub-slices do not overlap, and
             // `output` is borrowed exclusively by this call.
-            let dst =
-                unsafe { out.slice_mut(p0 * out_shape.plane_len()..p1 * out_shape.plane_len()) };
-            ops::max_pool2d(geom, src, shape, dst);
+            let dst = unsafe { out.slice_mut(p0 * plane_out..p1 * plane_out) };
+            match self.layout {
+                ActLayout::Nchw => ops::max_pool2d(geom, src, shape, dst),
+                ActLayout::Nchw16c => ops::nchw16c::max_pool2d(geom, src, shape, dst),
+            }
         });
     }
 
@@ -227,11 +304,35 @@ impl Backend for Engine {
         shape: Shape,
         output: &mut [f32],
     ) {
-        ops::affine(scale, shift, relu, input, shape, output);
+        match self.layout {
+            ActLayout::Nchw => ops::affine(scale, shift, relu, input, shape, output),
+            ActLayout::Nchw16c => ops::nchw16c::affine(scale, shift, relu, input, shape, output),
+        }
+    }
+
+    fn subsample_pad_channels(
+        &self,
+        input: &[f32],
+        in_shape: Shape,
+        stride: usize,
+        out_channels: usize,
+        pad_front: usize,
+        output: &mut [f32],
+    ) {
+        let (x, s, c, front, y) = (input, in_shape, out_channels, pad_front, output);
+        match self.layout {
+            ActLayout::Nchw => {
+                shortcut_core::reference::subsample_pad_channels(x, s, stride, c, front, y)
+            }
+            ActLayout::Nchw16c => ops::nchw16c::subsample_pad_channels(x, s, stride, c, front, y),
+        }
     }
 
     fn avg_pool(&self, input: &[f32], in_shape: Shape, kh: usize, kw: usize, output: &mut [f32]) {
-        ops::avg_pool_window(input, in_shape, kh, kw, output);
+        match self.layout {
+            ActLayout::Nchw => ops::avg_pool_window(input, in_shape, kh, kw, output),
+            ActLayout::Nchw16c => ops::nchw16c::avg_pool_window(input, in_shape, kh, kw, output),
+        }
     }
 
     fn linear(

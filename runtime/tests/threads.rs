@@ -4,13 +4,24 @@
 
 use shortcut_core::arch::Isa;
 use shortcut_core::conv::ConvAlgo;
+use shortcut_core::layout::ActLayout;
 use shortcut_core::Shape;
 use shortcut_runtime::{zoo, Model, RunOptions};
 
 fn logits(threads: usize, isa: Isa, conv: Option<ConvAlgo>, shape: Shape) -> Vec<f32> {
-    let spec = zoo::torchvision("resnext50_32x4d").unwrap();
-    let options = RunOptions { isa: Some(isa), conv, threads: Some(threads) };
-    let model = Model::random("resnext50_32x4d", spec, 7, &options).unwrap();
+    run(
+        "resnext50_32x4d",
+        RunOptions { isa: Some(isa), conv, threads: Some(threads), layout: None },
+        shape,
+    )
+}
+
+fn run(arch: &str, options: RunOptions, shape: Shape) -> Vec<f32> {
+    let spec = zoo::torchvision(arch).unwrap();
+    let model = Model::random(arch, spec, 7, &options).unwrap();
+    if options.layout.is_some() {
+        assert_eq!(options.layout, Some(model.engine().layout()), "{arch}: layout not applied");
+    }
     let mut session = model.session(shape).unwrap();
     let x: Vec<f32> = (0..shape.len()).map(|i| ((i * 31) % 97) as f32 / 48.0 - 1.0).collect();
     let mut y = vec![0.0; session.output_len()];
@@ -49,6 +60,30 @@ fn outputs_are_bit_identical_for_1_2_and_3_threads() {
                     "{isa} {conv:?}: {threads} threads differ from 1"
                 );
             }
+        }
+    }
+}
+
+/// The channel-blocked layout (ResNeXt's 4-channel groups do not fit it; ResNet-18's layers
+/// do), on every ISA.
+#[test]
+fn blocked_layout_is_bit_identical_for_1_2_and_3_threads() {
+    let shape = Shape::new(2, 3, 45, 38);
+    for isa in Isa::all_available() {
+        let options = |threads| RunOptions {
+            isa: Some(isa),
+            conv: None,
+            threads: Some(threads),
+            layout: Some(ActLayout::Nchw16c),
+        };
+        let one = run("resnet18", options(1), shape);
+        assert!(one.iter().all(|v| v.is_finite()));
+        for threads in [2, 3] {
+            let many = run("resnet18", options(threads), shape);
+            assert!(
+                one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa} nchw16c: {threads} threads differ from 1"
+            );
         }
     }
 }

@@ -12,6 +12,10 @@ pub struct EngineArgs {
     /// winograd4-t, auto (env SHORTCUT_CONV).
     #[arg(long)]
     pub conv: Option<String>,
+    /// Layout of the activations between layers: nchw, nchw16c (channel-blocked; networks whose
+    /// channel counts are multiples of 16), auto (env SHORTCUT_LAYOUT).
+    #[arg(long)]
+    pub layout: Option<String>,
     /// Worker threads (default: physical cores; env SHORTCUT_THREADS).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -25,6 +29,10 @@ impl EngineArgs {
             isa: self.isa.as_deref().map(RunOptions::parse_isa).transpose()?,
             conv: match self.conv.as_deref() {
                 Some(c) => RunOptions::parse_conv(c)?,
+                None => None,
+            },
+            layout: match self.layout.as_deref() {
+                Some(l) => RunOptions::parse_layout(l)?,
                 None => None,
             },
             threads: self.threads,

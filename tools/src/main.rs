@@ -211,7 +211,12 @@ fn cmd_inspect(name: &str, size: Option<&str>, engine: &EngineArgs) -> Result<()
     say!("blocks:     {}", spec.blocks.len());
     say!("parameters: {}", spec.param_count());
     let resolved = model.engine().resolved();
-    say!("engine:     {}, {} thread(s)", resolved.isa, resolved.threads);
+    say!(
+        "engine:     {}, {} activations, {} thread(s)",
+        resolved.isa,
+        model.engine().layout(),
+        resolved.threads
+    );
     say!(
         "{:<22} {:<14} {:<10} {:>14} {:>14} {:>10} {:>14}",
         "layer",
@@ -362,16 +367,18 @@ fn cmd_bench(
             "{}",
             serde_json::json!({
                 "model": name, "arch": model.arch(), "batch": batch, "height": h, "width": w,
-                "threads": threads, "isa": resolved.isa.name(), "iters": iters, "warmup": warmup,
+                "threads": threads, "isa": resolved.isa.name(),
+                "layout": model.engine().layout().name(), "iters": iters, "warmup": warmup,
                 "min_ms": min, "median_ms": median, "p90_ms": p90,
                 "images_per_s": images_per_s, "gflops": gflops, "macs": macs,
             })
         );
     } else {
         say!(
-            "{name} ({}), batch {batch}, {h}x{w}, {threads} thread(s), {}, {iters} iterations",
+            "{name} ({}), batch {batch}, {h}x{w}, {threads} thread(s), {}, {}, {iters} iterations",
             model.arch(),
-            resolved.isa
+            resolved.isa,
+            model.engine().layout()
         );
         say!("latency  min {min:.2} ms   median {median:.2} ms   p90 {p90:.2} ms");
         say!("throughput {images_per_s:.2} images/s, {gflops:.1} GFLOP/s effective ({:.2} GMACs per batch)", macs as f64 / 1e9);

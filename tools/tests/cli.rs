@@ -41,6 +41,13 @@ fn convert_inspect_run_round_trip() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("blocks.0.conv1") && text.contains("total MACs"), "{text}");
+    // Its channels (16/32/64) fit the blocked layout, which inspect reports; NCHW when asked.
+    for (layout, shown) in [("nchw16c", "nchw16c activations"), ("nchw", "nchw activations")] {
+        let o = shortcut(&["inspect", m, "--layout", layout, "--isa", "scalar"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && text.contains(shown), "{text}{}", stderr(&o));
+    }
+    assert_fails(&shortcut(&["inspect", m, "--layout", "nhwc"]), &["activation layout", "nhwc"]);
     let out = dir.path().join("y.npy");
     let o = shortcut(&[
         "run",

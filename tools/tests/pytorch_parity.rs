@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use shortcut_core::arch::Isa;
 use shortcut_core::conv::ConvAlgo;
+use shortcut_core::layout::ActLayout;
 use shortcut_runtime::{Model, RunOptions, Tensor};
 use shortcut_tools::convert::{convert_checkpoint, ConvertOptions};
 use shortcut_tools::npy::{read_npy, NpyData};
@@ -37,13 +38,24 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 /// Engine configurations checked on every fixture, with the tolerance each must meet:
-/// exact algorithms (reference, direct/GEMM) 1e-5, Winograd and the automatic choice 1e-4.
+/// exact algorithms (reference, direct/GEMM, the blocked layout's GemmT) 1e-5, Winograd and
+/// the automatic choice 1e-4.
 fn configurations() -> Vec<(String, Option<RunOptions>, f64)> {
     let mut configs = vec![("reference".to_string(), None, 1e-5)];
     for isa in Isa::all_available() {
-        let opts = |conv, threads| RunOptions { isa: Some(isa), conv, threads: Some(threads) };
-        configs.push((format!("{isa} auto"), Some(opts(None, 1)), 1e-4));
-        configs.push((format!("{isa} auto 3 threads"), Some(opts(None, 3)), 1e-4));
+        let opts = |conv, threads| RunOptions {
+            isa: Some(isa),
+            conv,
+            threads: Some(threads),
+            layout: Some(ActLayout::Nchw),
+        };
+        let auto = |threads| RunOptions { layout: None, ..opts(None, threads) };
+        let blocked =
+            |threads| RunOptions { layout: Some(ActLayout::Nchw16c), ..opts(None, threads) };
+        configs.push((format!("{isa} auto"), Some(auto(1)), 1e-4));
+        configs.push((format!("{isa} auto 3 threads"), Some(auto(3)), 1e-4));
+        configs.push((format!("{isa} nchw16c"), Some(blocked(1)), 1e-5));
+        configs.push((format!("{isa} nchw16c 3 threads"), Some(blocked(3)), 1e-5));
         for algo in ConvAlgo::ALL {
             let tol = if matches!(algo, ConvAlgo::Direct | ConvAlgo::Gemm | ConvAlgo::GemmT) {
                 1e-5
@@ -66,6 +78,7 @@ fn every_fixture_matches_pytorch() {
     assert!(cases.len() >= 16, "expected the full fixture set, found {}", cases.len());
     let dir = tempfile::tempdir().unwrap();
     let mut families = std::collections::BTreeSet::new();
+    let mut blocked_runs = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let ckpt = repo().join(case["checkpoint"].as_str().unwrap());
@@ -80,6 +93,9 @@ fn every_fixture_matches_pytorch() {
         for (config, opts, tol) in &configs {
             let model = Model::load_with(&out, &opts.clone().unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if opts.is_some() && model.engine().layout() == ActLayout::Nchw16c {
+                blocked_runs += 1;
+            }
             let y = match opts {
                 Some(_) => model.forward(&x),
                 None => model.forward_reference(&x),
@@ -105,4 +121,8 @@ fn every_fixture_matches_pytorch() {
         );
     }
     assert!(families.len() >= 8, "families covered: {families:?}");
+    // Networks with channel counts in whole blocks of 16 ran blocked, with each ISA's two
+    // forced configurations at least.
+    let isas = Isa::all_available().count();
+    assert!(blocked_runs >= 4 * 2 * isas, "only {blocked_runs} blocked runs");
 }
