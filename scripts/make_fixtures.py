@@ -507,6 +507,53 @@ def main():
                   f"num_batches_tracked stays int64. Expected logits = f32 eval of the model whose "
                   f"weights are the STORED values cast back to f32 (rounding is part of the model).")
 
+    # --- every conv width a multiple of 16 (blocked NCHW16c layout), f16 ----
+    # Stored as float16 to keep the files small; the reference model holds the
+    # stored values cast back to f32, as for cifar_resnet8_f16.
+    def f16_copy(model):
+        low = {k: v.to(torch.float16) if v.is_floating_point() else v
+               for k, v in model.state_dict().items()}
+        ref = copy_arch(model)
+        ref.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in low.items()})
+        ref.eval()
+        return low, ref
+
+    tv16 = build("tv_w16", lambda: fm.TVResNet(fm.TVBasicBlock, [1, 1, 1, 1], num_classes=10, base=16), 1200)
+    low, ref = f16_copy(tv16)
+    add_case(
+        "tv_resnet18_w16_f16", tv16, make_input(1201, TV_IN), family="torchvision-basic", fmt="zip",
+        ckpt_obj=low, ref_model=ref,
+        extra={"layers": [1, 1, 1, 1], "base_width": 16, "key_prefix": "", "state_dict_path": None,
+               "dtype": "float16"},
+        notes="torchvision ResNet/BasicBlock (resnet18 layout) at base width 16 (16/32/64/128: "
+              "every conv output channel count a multiple of 16), layers [1,1,1,1], 10 classes. "
+              "Exists to run the channel-blocked NCHW16c layout against PyTorch: 7x7/2 stem + "
+              "maxpool 3/2 pad 1 on odd non-square 37x45 input (-> 19x23 -> 10x12 -> 10x12, 5x6, "
+              "3x3, 2x2), identity shortcut in layer1, projection shortcuts (downsample.0 1x1 "
+              "stride-2 conv + downsample.1 BN) on layer2-4, AdaptiveAvgPool2d(1) + fc. Every "
+              "floating tensor (weights, BN params AND running stats) stored as torch.float16; "
+              "num_batches_tracked stays int64. Expected logits = f32 eval of the model whose "
+              "weights are the STORED values cast back to f32. Plain state_dict, torch.save zip.")
+
+    kp16 = build("kl_preact_w16", lambda: fm.KLPreActResNet(fm.KLPreActBlock, [1, 1, 1, 1], num_classes=10, base=16),
+                 1300, init=he_init)
+    low, ref = f16_copy(kp16)
+    add_case(
+        "kuangliu_preact18_w16_f16", kp16, make_input(1301, (2, 3, 32, 32)),
+        family="kuangliu-preact-basic", fmt="zip", ckpt_obj=low, ref_model=ref,
+        extra={"layers": [1, 1, 1, 1], "base_width": 16, "key_prefix": "", "state_dict_path": None,
+               "dtype": "float16"},
+        notes="kuangliu PreActResNet + PreActBlock (PreActResNet18 layout) at base 16 "
+              "(16/32/64/128: every conv output channel count a multiple of 16), layers [1,1,1,1]. "
+              "Exists to run the channel-blocked NCHW16c layout against PyTorch, in particular "
+              "the standalone per-channel BN+ReLU ('affine') ops of the pre-activation blocks: "
+              "block = relu(bn1(x)) -> shortcut (conv-only shortcut.0.weight on layer2-4) taken "
+              "from that pre-activated tensor, layer1 identity shortcut from the raw x, no ReLU "
+              "after the add, no final BN before avg_pool2d(out, 4) + `linear`. 32x32 input. "
+              "Every floating tensor stored as torch.float16 (num_batches_tracked int64); "
+              "expected logits = f32 eval of the model whose weights are the STORED values "
+              "cast back to f32.")
+
     manifest = {
         "generator": "scripts/make_fixtures.py",
         "torch_version": torch.__version__,
