@@ -89,3 +89,32 @@ pub(super) fn pack_tile(
         tile[n * BLOCK..].fill(0.0);
     }
 }
+
+/// Copies the input pixels that output pixels `p0 .. p0 + n` of a `1x1` convolution without
+/// padding read (`(oy * sh, ox * sw)` for output `(oy, ox)`, `out_w` output columns) into
+/// `dst`, `[in/16][dst.len() / in][16]`, zero past `n`: a strided layer's operand as a pointwise
+/// layer's, holding only the pixels it uses.
+pub(super) fn subsample(
+    geom: &Conv2dGeometry,
+    img: &[f32],
+    in_shape: Shape,
+    out_w: usize,
+    p0: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let plane_in = in_shape.h * in_shape.w * BLOCK;
+    let pixels = dst.len() / geom.in_per_group();
+    for (cb, tile) in dst.chunks_exact_mut(pixels * BLOCK).enumerate() {
+        let src = &img[cb * plane_in..][..plane_in];
+        for (i, px) in tile.chunks_exact_mut(BLOCK).enumerate() {
+            if i < n {
+                let (oy, ox) = ((p0 + i) / out_w, (p0 + i) % out_w);
+                let at = (oy * geom.stride_h * in_shape.w + ox * geom.stride_w) * BLOCK;
+                px.copy_from_slice(&src[at..][..BLOCK]);
+            } else {
+                px.fill(0.0);
+            }
+        }
+    }
+}

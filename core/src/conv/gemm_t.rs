@@ -59,7 +59,20 @@ pub(super) unsafe fn run(
         if left > 0 {
             blocked::pack_tile(img, plane, job.col0 + whole * mr, left, mr, tile);
         }
-        Operands::BlockedPointwise { tile, whole }
+        Operands::BlockedPointwise { src: img, plane, first: job.col0, whole, tile }
+    } else if pc.blocked_in() && !blocked_windows(pc) {
+        // Strided 1x1 without padding (projection shortcuts): the job's pixels, subsampled
+        // into whole tiles, then read as a pointwise layer's.
+        let pixels = row_panels * mr;
+        let (buf, _) = rest.split_at_mut(geom.in_per_group() * pixels);
+        blocked::subsample(geom, img, in_shape, l.out.w, job.col0, job.ncols, buf);
+        Operands::BlockedPointwise {
+            src: buf,
+            plane: pixels,
+            first: 0,
+            whole: row_panels,
+            tile: &[],
+        }
     } else if pc.blocked_in() {
         // Each tile's rows lie in one (rounded) output row of a blocked padded copy; each group
         // of 16 steps reads them at its tap's and channel block's offset.
@@ -126,9 +139,9 @@ pub(super) unsafe fn run(
             let at = (p / vw - first) * row_step + (p % vw) * pixel;
             (buf[at..].as_ptr(), 0, offsets[k0 / step_unit..].as_ptr())
         }
-        Operands::BlockedPointwise { whole, .. } if i < *whole => {
-            let at = (k0 / BLOCK * plane + job.col0 + i * mr) * BLOCK;
-            (img[at..].as_ptr(), plane * BLOCK, core::ptr::null())
+        Operands::BlockedPointwise { src, plane, first, whole, .. } if i < *whole => {
+            let at = (k0 / BLOCK * plane + first + i * mr) * BLOCK;
+            (src[at..].as_ptr(), plane * BLOCK, core::ptr::null())
         }
         Operands::BlockedPointwise { tile, .. } => {
             (tile[k0 / BLOCK * mr * BLOCK..].as_ptr(), mr * BLOCK, core::ptr::null())
@@ -249,8 +262,9 @@ enum Operands<'s> {
     /// step of the reduction ([`window`]), or per group of 16 steps from blocked input, whose
     /// pixels are `pixel` (16) floats apart.
     Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize, pixel: usize },
-    /// Blocked pointwise input: the first `whole` tiles read in place, the last from `tile`.
-    BlockedPointwise { tile: &'s [f32], whole: usize },
+    /// Blocked pointwise input: `src` holds channel blocks of `plane` pixels, the job's from
+    /// `first`; the first `whole` tiles are read there, a partial last one from `tile`.
+    BlockedPointwise { src: &'s [f32], plane: usize, first: usize, whole: usize, tile: &'s [f32] },
     /// Packed panels of `MR` pixels; the first `whole` tiles of a pointwise job read the input
     /// in place instead.
     Packed { panels: &'s [f32], whole: usize },
@@ -259,11 +273,19 @@ enum Operands<'s> {
 /// Output pixels per row of the job's column space: blocked kxk windows round output rows up
 /// to whole tiles of `MR` pixels, so that every tile lies in one row; otherwise the row itself.
 pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
-    if pc.blocked_in() && !super::pointwise(&pc.geom) {
+    if blocked_windows(pc) {
         out.w.div_ceil(pc.kernels.gemm_b.mr) * pc.kernels.gemm_b.mr
     } else {
         out.w
     }
+}
+
+/// Whether a blocked-input convolution reads windows from a padded copy: all but `1x1`
+/// kernels without padding (stride 1 reads the input in place, larger strides a subsampled
+/// copy of just the pixels they use).
+fn blocked_windows(pc: &PackedConv) -> bool {
+    let g = &pc.geom;
+    pc.blocked_in() && !(g.kernel_h * g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0)
 }
 
 /// Views scratch floats as `u32` offsets.
@@ -291,6 +313,8 @@ pub(super) fn scratch_len(pc: &PackedConv, in_shape: Shape, out: Shape, nc: usiz
     let geom = &pc.geom;
     let operands = if pc.blocked_in() && super::pointwise(geom) {
         geom.in_per_group() * mr
+    } else if pc.blocked_in() && !blocked_windows(pc) {
+        geom.in_per_group() * pixels
     } else if pc.blocked_in() {
         let vw = row_width(pc, out);
         let rows = direct::input_rows(geom, (nc.div_ceil(vw) + 1).min(out.h));
