@@ -17,16 +17,20 @@ pub const BLOCK: usize = 16;
 /// The portable body of every ISA's blocked-operand micro-kernel (`Kernels::gemm_b`): an
 /// `MR x NV*N` tile, `PF` saying whether to prefetch `t.prefetch`.
 ///
-/// Contract (beyond [`Tile`]'s output side, which is the same): `t.k` is a multiple of
-/// [`BLOCK`]; steps `16g .. 16g + 16` form group `g`, whose rows start at
-/// `t.a + t.a_offsets[g]` (or `t.a + g * t.lda` when `a_offsets` is null), and step `16g + l`
-/// of row `r` is at `+ r * BLOCK + l` from there.
+/// Its [`Tile`] contract has blocked operands on both sides:
+/// - `t.k` is a multiple of [`BLOCK`]; steps `16g .. 16g + 16` form group `g`, whose rows start
+///   at `t.a + t.a_offsets[g]` (or `t.a + g * t.lda` when `a_offsets` is null), and step
+///   `16g + l` of row `r` is at `+ r * BLOCK + l` from there;
+/// - `c` is blocked too: element `(r, j)` at `c + (j / 16) * ldc + r * 16 + j % 16`, so a tile
+///   of output pixels is written straight into `NCHW16c` output (`ldc` a channel block's plane)
+///   or into a scratch tile (`ldc = MR * 16`);
+/// - `bias`, unless null, holds `nr` per-column (channel) biases.
 ///
 /// # Safety
-/// The ISA of `V` is available; `NV * V::N` is the kernel's `nr`; each group's `MR * BLOCK`
-/// floats are readable, `b` is readable for `k` rows of `nr` floats at stride `ldb`, `bias`
-/// (unless null) for `MR` floats, and `c` readable and writable for `MR` rows of `nr` floats
-/// at stride `ldc`, not aliasing `a`/`b`.
+/// The ISA of `V` is available; `NV * V::N` is the kernel's `nr`, a multiple of 16; each
+/// group's `MR * BLOCK` floats are readable, `b` is readable for `k` rows of `nr` floats at
+/// stride `ldb`, `bias` (unless null) for `nr` floats, and every element of `c` named above is
+/// readable and writable and does not alias `a`/`b`.
 #[inline(always)]
 pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF: bool>(t: &Tile) {
     // SAFETY: the ISA is available (caller's contract).
@@ -63,18 +67,22 @@ pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF
             b = b.wrapping_add(t.ldb);
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let bias = if t.bias.is_null() {
+    let bias: [V; NV] = core::array::from_fn(|v| {
+        if t.bias.is_null() {
             zero
         } else {
-            // SAFETY: a non-null bias holds `MR` floats; the ISA is available.
-            unsafe { V::splat(*t.bias.add(r)) }
-        };
-        for (v, acc) in acc.iter().enumerate() {
-            // SAFETY: row `r < MR`, columns `v * N .. (v + 1) * N <= nr` of `c` (contract).
+            // SAFETY: a non-null bias holds `nr` floats.
+            unsafe { V::load(t.bias.add(v * V::N)) }
+        }
+    });
+    for (r, acc) in acc.iter().enumerate() {
+        for (v, (acc, bias)) in acc.iter().zip(&bias).enumerate() {
+            let col = v * V::N;
+            // SAFETY: row `r < MR`, columns `col .. col + N` (inside one block, as `N` divides
+            // 16) of `c` (contract).
             unsafe {
-                let c = t.c.add(r * t.ldc + v * V::N);
-                let mut y = acc.add(bias);
+                let c = t.c.add((col / BLOCK) * t.ldc + r * BLOCK + col % BLOCK);
+                let mut y = acc.add(*bias);
                 if t.load_c {
                     y = y.add(V::load(c));
                 }
@@ -89,14 +97,16 @@ pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF
 
 /// Arguments of the blocked store: for `r < rows`, `j < cols`, with `c = col0 + j`,
 /// `dst[(c / 16) * dst_block + r * 16 + c % 16] =
-/// relu?(src[r * src_ld + j] + bias[j] + dst[..]?)`.
+/// relu?(src[(j / 16) * src_block + r * src_row + j % 16] + bias[j] + dst[..]?)`: a row-major
+/// source has `src_row = ld, src_block = 16`, a blocked tile `src_row = 16`.
 ///
 /// `dst` points at pixel 0 of the block holding channel 0 (`col0` counts from there), so one
 /// call writes `rows` consecutive pixels of the output channels `col0 .. col0 + cols`.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockedStoreArgs {
     pub src: *const f32,
-    pub src_ld: usize,
+    pub src_row: usize,
+    pub src_block: usize,
     pub rows: usize,
     pub cols: usize,
     pub col0: usize,
@@ -114,7 +124,8 @@ pub struct BlockedStoreArgs {
 /// # Safety
 /// The ISA of `V` is available; `src` is readable at `r * src_ld + j`, `bias` at `j`, and
 /// `dst` readable and writable at every element the [`BlockedStoreArgs`] formula names, for
-/// `r < rows`, `j < cols`; `src` and `dst` do not overlap.
+/// `r < rows`, `j < cols`; `src` and `dst` do not overlap; `col0` is a multiple of 16 unless
+/// the source is row-major (`src_block = 16`).
 #[inline(always)]
 pub unsafe fn store_blocked<V: Vector>(p: &BlockedStoreArgs) {
     // SAFETY: the ISA is available (caller's contract).
@@ -140,7 +151,7 @@ pub unsafe fn store_blocked<V: Vector>(p: &BlockedStoreArgs) {
             // SAFETY: `n` columns from `j` of source row `r` and `n` lanes from `lane` of
             // pixel `r` in the block (contract).
             unsafe {
-                let s = p.src.add(r * p.src_ld + j);
+                let s = p.src.add((j / BLOCK) * p.src_block + r * p.src_row + j % BLOCK);
                 let o = block.add(r * BLOCK);
                 let mut y = if whole { V::load(s) } else { V::load_n(s, n) }.add(bias);
                 if p.accumulate {

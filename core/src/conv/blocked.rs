@@ -1,17 +1,266 @@
-//! Operands of [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) over channel-blocked input
-//! (`NCHW16c`, [`crate::layout`]): the weights in the reduction order that layout reads, the
-//! padded copy of input rows kxk windows are read from, and the packed last tile of a pointwise
-//! layer whose pixels do not fill whole tiles.
+//! [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) from channel-blocked input to channel-blocked
+//! output (`NCHW16c`, [`crate::layout`]): the driver, the weights in the reduction order that
+//! layout reads, and the operands.
 //!
 //! The reduction runs over kernel taps, then input channel blocks, then the 16 channels of a
 //! block: step `((ky * kw + kx) * cin + ci)`. Each group of 16 steps (one tap of one channel
 //! block) reads `MR` pixels x 16 channels, consecutive floats of the blocked input, at one
-//! offset per group (`Kernels::gemm_b`).
+//! offset per group ([`Kernels::gemm_b`](crate::arch::Kernels::gemm_b)), and a tile's `MR`
+//! pixels x `NR` channels are written straight into the blocked output, the epilogue fused.
+//! Operands:
+//! - pointwise layers read whole tiles of the input in place; a partial last tile is packed;
+//! - strided `1x1` layers without padding (projection shortcuts) copy just the pixels they use;
+//! - other kernels read windows from a zero-padded, phase-split, blocked copy of the input rows
+//!   a job needs, at one offset per tap and channel block; each output row is rounded up to
+//!   whole tiles so that a tile's pixels are consecutive in the copy (the extra pixels are
+//!   computed from padding and never stored).
+//!
+//! Tiles that are not whole (the rounded ends of rows, a partial last tile, a last panel with
+//! fewer channels than `NR`) accumulate in scratch and are stored by `Kernels::store_b`.
 
 use alloc::vec::Vec;
 
-use crate::arch::blocked::BLOCK;
+use super::gemm_t::u32_slice;
+use super::{direct, Io, Job, Layout, PackedConv};
+use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
+use crate::arch::Tile;
 use crate::shape::{Conv2dGeometry, Shape};
+
+/// Runs one task of a GemmT convolution with blocked input and output.
+///
+/// # Safety
+/// `out` holds the convolution's output and no other thread accesses this job's elements.
+pub(super) unsafe fn run(
+    pc: &PackedConv,
+    l: &Layout,
+    job: &Job<'_>,
+    io: Io<'_>,
+    scratch: &mut [f32],
+) {
+    let geom = &pc.geom;
+    let kern = l.gemm;
+    let (mr, nr) = (kern.mr, kern.nr);
+    let cout_g = geom.out_per_group();
+    let Io { in_shape, out, ep } = io;
+    let plane = in_shape.h * in_shape.w;
+    let (img, w_group, bias, out_base) = (job.img, job.weights, job.bias, job.out_base);
+    let (ow, ohw) = (l.out.w, l.out.h * l.out.w);
+    let depth = pc.depth;
+    let tiles = job.ncols.div_ceil(mr);
+    let (acc, rest) = scratch.split_at_mut(tiles * mr * nr);
+    let vw = row_width(pc, l.out);
+    let operands = if super::pointwise(geom) {
+        let whole = job.ncols / mr;
+        let (tile, _) = rest.split_at_mut(geom.in_per_group() * mr);
+        let left = job.ncols - whole * mr;
+        if left > 0 {
+            pack_tile(img, plane, job.col0 + whole * mr, left, mr, tile);
+        }
+        Operands::InPlace { src: img, plane, first: job.col0, whole, tile }
+    } else if !windows(pc) {
+        let pixels = tiles * mr;
+        let (buf, _) = rest.split_at_mut(geom.in_per_group() * pixels);
+        subsample(geom, img, in_shape, ow, job.col0, job.ncols, buf);
+        Operands::InPlace { src: buf, plane: pixels, first: 0, whole: tiles, tile: &[] }
+    } else {
+        let (sh, sw, kw) = (geom.stride_h, geom.stride_w, geom.kernel_w);
+        let first = job.col0 / vw;
+        let out_rows = (job.col0 + job.ncols - 1) / vw - first + 1;
+        let phase_w = phase_width(geom, vw);
+        let row_len = sw * phase_w * BLOCK;
+        let block_len = direct::input_rows(geom, out_rows) * row_len;
+        let blocks = geom.in_per_group() / BLOCK;
+        let (buf, rest) = rest.split_at_mut(blocks * block_len);
+        padded_rows(geom, img, in_shape, first, phase_w, buf);
+        let offsets = u32_slice(&mut rest[..depth / BLOCK]);
+        for (g, o) in offsets.iter_mut().enumerate() {
+            let (tap, cb) = (g / blocks, g % blocks);
+            let (ky, kx) = (tap / kw, tap % kw);
+            let at = cb * block_len + ky * row_len + ((kx % sw) * phase_w + kx / sw) * BLOCK;
+            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
+        }
+        Operands::Window { buf, offsets, first, row_step: sh * row_len }
+    };
+    // The row operand of tile `i` from step `k0` (a multiple of 16): start, group stride,
+    // per-group offsets.
+    let a_tile = |i: usize, k0: usize| match &operands {
+        Operands::InPlace { src, plane, first, whole, .. } if i < *whole => {
+            let at = (k0 / BLOCK * plane + first + i * mr) * BLOCK;
+            (src[at..].as_ptr(), plane * BLOCK, core::ptr::null())
+        }
+        Operands::InPlace { tile, .. } => {
+            (tile[k0 / BLOCK * mr * BLOCK..].as_ptr(), mr * BLOCK, core::ptr::null())
+        }
+        Operands::Window { buf, offsets, first, row_step } => {
+            let v = job.col0 + i * mr;
+            let at = (v / vw - first) * row_step + (v % vw) * BLOCK;
+            (buf[at..].as_ptr(), 0, offsets[k0 / BLOCK..].as_ptr())
+        }
+    };
+    // Tile `i`'s first output pixel and how many of its rows are output pixels: tiles of
+    // windows end with their (rounded) output row, others cross rows.
+    let windows = windows(pc);
+    let tile_pixels = |i: usize| {
+        let v = job.col0 + i * mr;
+        let rows = (job.col0 + job.ncols - v).min(mr);
+        if windows {
+            let (oy, ox) = (v / vw, v % vw);
+            (oy * ow + ox, rows.min(ow - ox))
+        } else {
+            (v, rows)
+        }
+    };
+    let chunks = depth.div_ceil(l.kc);
+    for p in job.panels.clone() {
+        let chans = nr.min(cout_g - p * nr);
+        let w_panel = &w_group[p * nr * depth..][..nr * depth];
+        // Where this panel's first channel block starts in the output.
+        let out_panel = out_base + p * nr * ohw;
+        for chunk in 0..chunks {
+            let k0 = chunk * l.kc;
+            let kc = l.kc.min(depth - k0);
+            let last = chunk + 1 == chunks;
+            for i in 0..tiles {
+                let (a, lda, a_offsets) = a_tile(i, k0);
+                let (pixel, rows) = tile_pixels(i);
+                let whole = rows == mr && chans == nr;
+                let (c, ldc) = if whole {
+                    debug_assert!(
+                        out_panel + (nr / BLOCK - 1) * ohw * BLOCK + (pixel + mr) * BLOCK
+                            <= out.len
+                    );
+                    // SAFETY: a whole tile's pixels and the panel's `nr` channels are inside
+                    // `out` (checked above in debug builds) and belong to this task.
+                    (unsafe { out.ptr.add(out_panel + pixel * BLOCK) }, ohw * BLOCK)
+                } else {
+                    (acc[i * mr * nr..].as_mut_ptr(), mr * BLOCK)
+                };
+                let tile = Tile {
+                    k: kc,
+                    a,
+                    lda,
+                    a_offsets,
+                    b: w_panel[k0 * nr..].as_ptr(),
+                    ldb: nr,
+                    c,
+                    ldc,
+                    // Whole tiles apply the epilogue as they go: bias (and the shortcut) with
+                    // the first chunk, ReLU with the last; other tiles in the store below.
+                    bias: if whole && chunk == 0 {
+                        bias[p * nr..].as_ptr()
+                    } else {
+                        core::ptr::null()
+                    },
+                    load_c: chunk > 0 || (whole && ep.accumulate),
+                    relu: whole && last && ep.relu,
+                    prefetch: if i == 0 {
+                        next_chunk(w_group, nr, depth, l.kc, p, chunk, job.panels.end)
+                    } else {
+                        core::ptr::null()
+                    },
+                };
+                // SAFETY: `a` is `kc` steps (whole groups of 16, `Layout::kc`) of `MR x 16`
+                // floats: whole tiles of the input or of the subsampled copy, the packed last
+                // tile, or the blocked padded copy at each group's offset (the tile's pixels
+                // are in one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and its
+                // rows are inside the copy); `b` is `kc` steps of a packed `depth x NR` panel;
+                // `c` a whole tile of the output or an `MR x NR` block of `acc`, which the
+                // chunks of this panel alone touch.
+                unsafe { (kern.run)(&tile) };
+            }
+        }
+        for i in 0..tiles {
+            let (pixel, rows) = tile_pixels(i);
+            if rows == mr && chans == nr {
+                continue;
+            }
+            let args = BlockedStoreArgs {
+                src: acc[i * mr * nr..].as_ptr(),
+                src_row: BLOCK,
+                src_block: mr * BLOCK,
+                rows,
+                cols: chans,
+                col0: p * nr,
+                bias: bias[p * nr..][..chans].as_ptr(),
+                // SAFETY: the group's first channel block starts at `out_base` and the tile's
+                // first pixel is inside it.
+                dst: unsafe { out.ptr.add(out_base + pixel * BLOCK) },
+                dst_block: ohw * BLOCK,
+                accumulate: ep.accumulate,
+                relu: ep.relu,
+            };
+            // SAFETY: `acc` holds tile `i`'s sums as a blocked `MR x NR` tile; channels
+            // `p*nr .. p*nr + chans` of the group and the tile's `rows` pixels are inside `out`
+            // and belong to this task; the ISA was checked at packing.
+            unsafe { (pc.kernels.store_b)(&args) };
+        }
+    }
+}
+
+/// Where a job's row operand comes from.
+enum Operands<'s> {
+    /// Channel blocks of `plane` pixels in `src`, the job's from `first`: the first `whole`
+    /// tiles are read there, a partial last one from `tile`.
+    InPlace { src: &'s [f32], plane: usize, first: usize, whole: usize, tile: &'s [f32] },
+    /// The blocked padded copy, with one offset per group of 16 steps.
+    Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize },
+}
+
+/// The first weights of the next chunk (of panel `p`, or of the next panel of the job), for
+/// the micro-kernel to prefetch while it runs: these layers' weights come from memory, and the
+/// hardware prefetchers stop at every page.
+fn next_chunk(
+    w_group: &[f32],
+    nr: usize,
+    depth: usize,
+    kc: usize,
+    p: usize,
+    chunk: usize,
+    panels_end: usize,
+) -> *const f32 {
+    if (chunk + 1) * kc < depth {
+        w_group[p * nr * depth + (chunk + 1) * kc * nr..].as_ptr()
+    } else if p + 1 < panels_end {
+        w_group[(p + 1) * nr * depth..].as_ptr()
+    } else {
+        core::ptr::null()
+    }
+}
+
+/// Output pixels per row of the job's column space: windows round output rows up to whole
+/// tiles of `MR` pixels, so that every tile lies in one row; otherwise the row itself.
+pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
+    if windows(pc) {
+        out.w.div_ceil(pc.kernels.gemm_b.mr) * pc.kernels.gemm_b.mr
+    } else {
+        out.w
+    }
+}
+
+/// Whether a blocked-input convolution reads windows from a padded copy: all but `1x1`
+/// kernels without padding.
+fn windows(pc: &PackedConv) -> bool {
+    let g = &pc.geom;
+    pc.blocked_in() && !(g.kernel_h * g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0)
+}
+
+/// Floats of scratch one job of at most `nc` columns (of [`row_width`]-wide rows) needs.
+pub(super) fn scratch_len(pc: &PackedConv, out: Shape, nc: usize) -> usize {
+    let (mr, nr) = (pc.kernels.gemm_b.mr, pc.kernels.gemm_b.nr);
+    let pixels = nc.div_ceil(mr) * mr;
+    let geom = &pc.geom;
+    let operands = if super::pointwise(geom) {
+        geom.in_per_group() * mr
+    } else if !windows(pc) {
+        geom.in_per_group() * pixels
+    } else {
+        let vw = row_width(pc, out);
+        let rows = direct::input_rows(geom, (nc.div_ceil(vw) + 1).min(out.h));
+        let copy = geom.in_per_group() * rows * geom.stride_w * phase_width(geom, vw);
+        copy + pc.depth / BLOCK
+    };
+    pixels * nr + operands
+}
 
 /// The weights `[out][in/groups][kh][kw]` reordered to `[out][kh][kw][in/groups]`, the order of
 /// the blocked reduction; `gemm::pack_weights` then packs them as any GEMM's.

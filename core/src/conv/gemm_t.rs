@@ -11,12 +11,11 @@
 //!
 //! The cost is the store: the kernel's tile is pixels x channels while the output is NCHW, so
 //! the epilogue (bias, accumulate, ReLU) is applied while transposing the tile into place.
-//! Into channel-blocked output (`NCHW16c`) the tile is stored as it is, 16 channels per pixel;
-//! from blocked input every operand is read in place or from a blocked padded copy
-//! ([`super::blocked`]) by [`Kernels::gemm_b`](crate::arch::Kernels::gemm_b).
+//! Into channel-blocked output (`NCHW16c`, the stem of a blocked network) the tile is stored as
+//! it is, 16 channels per pixel. Blocked input has its own driver, [`super::blocked`].
 
+use super::direct;
 use super::gemm::pack_b;
-use super::{blocked, direct};
 use super::{Io, Job, Layout, PackedConv};
 use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
 use crate::arch::transpose::TransposeArgs;
@@ -47,54 +46,7 @@ pub(super) unsafe fn run(
     let depth = pc.depth;
     let row_panels = job.ncols.div_ceil(mr);
     let (acc, rest) = scratch.split_at_mut(row_panels * mr * nr);
-    // Output pixels per row of tiles: blocked windows round each output row up to whole
-    // tiles (the extra pixels are computed from the zero padding and not stored).
-    let vw = row_width(pc, l.out);
-    let operands = if pc.blocked_in() && super::pointwise(geom) {
-        // Whole tiles read the blocked input in place (pixel `r` of step `16g + l` at
-        // `(g * plane + r) * 16 + l`); a partial last tile is packed.
-        let whole = job.ncols / mr;
-        let (tile, _) = rest.split_at_mut(geom.in_per_group() * mr);
-        let left = job.ncols - whole * mr;
-        if left > 0 {
-            blocked::pack_tile(img, plane, job.col0 + whole * mr, left, mr, tile);
-        }
-        Operands::BlockedPointwise { src: img, plane, first: job.col0, whole, tile }
-    } else if pc.blocked_in() && !blocked_windows(pc) {
-        // Strided 1x1 without padding (projection shortcuts): the job's pixels, subsampled
-        // into whole tiles, then read as a pointwise layer's.
-        let pixels = row_panels * mr;
-        let (buf, _) = rest.split_at_mut(geom.in_per_group() * pixels);
-        blocked::subsample(geom, img, in_shape, l.out.w, job.col0, job.ncols, buf);
-        Operands::BlockedPointwise {
-            src: buf,
-            plane: pixels,
-            first: 0,
-            whole: row_panels,
-            tile: &[],
-        }
-    } else if pc.blocked_in() {
-        // Each tile's rows lie in one (rounded) output row of a blocked padded copy; each group
-        // of 16 steps reads them at its tap's and channel block's offset.
-        let (sh, sw) = (geom.stride_h, geom.stride_w);
-        let kw = geom.kernel_w;
-        let first = job.col0 / vw;
-        let out_rows = (job.col0 + job.ncols - 1) / vw - first + 1;
-        let phase_w = blocked::phase_width(geom, vw);
-        let row_len = sw * phase_w * BLOCK;
-        let block_len = direct::input_rows(geom, out_rows) * row_len;
-        let blocks = geom.in_per_group() / BLOCK;
-        let (buf, rest) = rest.split_at_mut(blocks * block_len);
-        blocked::padded_rows(geom, img, in_shape, first, phase_w, buf);
-        let offsets = u32_slice(&mut rest[..depth / BLOCK]);
-        for (g, o) in offsets.iter_mut().enumerate() {
-            let (tap, cb) = (g / blocks, g % blocks);
-            let (ky, kx) = (tap / kw, tap % kw);
-            let at = cb * block_len + ky * row_len + ((kx % sw) * phase_w + kx / sw) * BLOCK;
-            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
-        }
-        Operands::Window { buf, offsets, first, row_step: sh * row_len, pixel: BLOCK }
-    } else if window(pc, l.out, mr) {
+    let operands = if window(pc, l.out, mr) {
         // Every tile's rows lie in one output row: each step reads `MR` consecutive floats of
         // a zero-padded, phase-split copy of the input rows (`direct::padded_rows`), at an
         // offset per step (`Tile::a_offsets`) plus one per tile. No im2col copy.
@@ -115,7 +67,7 @@ pub(super) unsafe fn run(
             let at = ci * in_plane + ky * row_len + (kx % sw) * phase_w + kx / sw;
             *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
         }
-        Operands::Window { buf, offsets, first, row_step: sh * row_len, pixel: 1 }
+        Operands::Window { buf, offsets, first, row_step: sh * row_len }
     } else {
         // Pointwise: whole tiles read the NCHW input in place (pixel `r` of step `k` at
         // `k * plane + r`), only a partial last tile is packed; otherwise the job's im2col
@@ -130,21 +82,12 @@ pub(super) unsafe fn run(
         }
         Operands::Packed { panels, whole }
     };
-    // Offsets and strides of blocked operands count groups of 16 steps.
-    let step_unit = if pc.blocked_in() { BLOCK } else { 1 };
     // The row operand of tile `i` from step `k0`: start, step stride, per-step offsets.
     let a_tile = |i: usize, k0: usize| match &operands {
-        Operands::Window { buf, offsets, first, row_step, pixel } => {
+        Operands::Window { buf, offsets, first, row_step } => {
             let p = job.col0 + i * mr;
-            let at = (p / vw - first) * row_step + (p % vw) * pixel;
-            (buf[at..].as_ptr(), 0, offsets[k0 / step_unit..].as_ptr())
-        }
-        Operands::BlockedPointwise { src, plane, first, whole, .. } if i < *whole => {
-            let at = (k0 / BLOCK * plane + first + i * mr) * BLOCK;
-            (src[at..].as_ptr(), plane * BLOCK, core::ptr::null())
-        }
-        Operands::BlockedPointwise { tile, .. } => {
-            (tile[k0 / BLOCK * mr * BLOCK..].as_ptr(), mr * BLOCK, core::ptr::null())
+            let at = (p / l.out.w - first) * row_step + p % l.out.w;
+            (buf[at..].as_ptr(), 0, offsets[k0..].as_ptr())
         }
         Operands::Packed { whole, .. } if i < *whole => {
             (img[k0 * plane + job.col0 + i * mr..].as_ptr(), plane, core::ptr::null())
@@ -194,44 +137,32 @@ pub(super) unsafe fn run(
                 // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, or of `MR` pixels
                 // inside each input plane (`i < whole`), or `MR` floats of the padded copy at
                 // each step's offset (the tile's pixels are in one output row, so
-                // `ox + MR - 1 + kx / sw < phase_w` and the rows are inside the copy); blocked
-                // operands the same in groups of 16 steps of `MR x 16` floats (whole tiles of
-                // the input, the packed last tile, or the blocked copy), `kc` a multiple of
-                // 16 (`Layout::kc`); `b` is `kc` steps of a packed `depth x NR` panel; `c` an
-                // `MR x NR` block of `acc`.
+                // `ox + MR - 1 + kx / sw < phase_w` and the rows are inside the copy); `b` is
+                // `kc` steps of a packed `depth x NR` panel; `c` an `MR x NR` block of `acc`.
                 unsafe { (kern.run)(&tile) };
             }
         }
         if pc.layouts.1 == ActLayout::Nchw16c {
-            // Row by row of tiles, the pixels inside the output row (all of them unless
-            // blocked windows rounded the rows up).
-            let mut v = job.col0;
-            while v < job.col0 + job.ncols {
-                let (oy, ox) = (v / vw, v % vw);
-                let end = (oy * vw + l.out.w).min(job.col0 + job.ncols);
-                let rows = end.saturating_sub(v);
-                let pixel = oy * l.out.w + ox;
-                debug_assert!(out_base + (p * nr + chans) * ohw <= out.len);
-                let args = BlockedStoreArgs {
-                    src: acc[(v - job.col0) * nr..].as_ptr(),
-                    src_ld: nr,
-                    rows,
-                    cols: chans,
-                    col0: p * nr,
-                    bias: bias[p * nr..][..chans].as_ptr(),
-                    // SAFETY: the group's first channel block starts at `out_base` (its
-                    // channels start on a block) and pixel `pixel` of it is inside `out`.
-                    dst: unsafe { out.ptr.add(out_base + pixel * BLOCK) },
-                    dst_block: ohw * BLOCK,
-                    accumulate: ep.accumulate,
-                    relu: ep.relu,
-                };
-                // SAFETY: `acc` holds the sums of the job's pixels from `v`; channels
-                // `p*nr .. p*nr + chans` of this group and pixels `pixel .. pixel + rows` are
-                // inside `out` and belong to this task; the ISA was checked at packing.
-                unsafe { (pc.kernels.store_b)(&args) };
-                v = (oy + 1) * vw;
-            }
+            debug_assert!(out_base + (p * nr + chans) * ohw <= out.len);
+            let args = BlockedStoreArgs {
+                src: acc.as_ptr(),
+                src_row: nr,
+                src_block: BLOCK,
+                rows: job.ncols,
+                cols: chans,
+                col0: p * nr,
+                bias: bias[p * nr..][..chans].as_ptr(),
+                // SAFETY: the group's channels start on a block (`supports_layouts`), at
+                // `out_base`, and the job's first pixel is inside it.
+                dst: unsafe { out.ptr.add(out_base + job.col0 * BLOCK) },
+                dst_block: ohw * BLOCK,
+                accumulate: ep.accumulate,
+                relu: ep.relu,
+            };
+            // SAFETY: `acc` holds the job's `ncols x nr` sums; channels `p*nr .. p*nr + chans`
+            // of this group and the job's pixels are inside `out` and belong to this task; the
+            // ISA was checked at packing.
+            unsafe { (pc.kernels.store_b)(&args) };
             continue;
         }
         let c0 = out_base + p * nr * ohw + job.col0;
@@ -259,37 +190,15 @@ pub(super) unsafe fn run(
 /// Where a job's row operand comes from.
 enum Operands<'s> {
     /// A zero-padded, phase-split copy of the input rows the job reads, with one offset per
-    /// step of the reduction ([`window`]), or per group of 16 steps from blocked input, whose
-    /// pixels are `pixel` (16) floats apart.
-    Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize, pixel: usize },
-    /// Blocked pointwise input: `src` holds channel blocks of `plane` pixels, the job's from
-    /// `first`; the first `whole` tiles are read there, a partial last one from `tile`.
-    BlockedPointwise { src: &'s [f32], plane: usize, first: usize, whole: usize, tile: &'s [f32] },
+    /// step of the reduction ([`window`]).
+    Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize },
     /// Packed panels of `MR` pixels; the first `whole` tiles of a pointwise job read the input
     /// in place instead.
     Packed { panels: &'s [f32], whole: usize },
 }
 
-/// Output pixels per row of the job's column space: blocked kxk windows round output rows up
-/// to whole tiles of `MR` pixels, so that every tile lies in one row; otherwise the row itself.
-pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
-    if blocked_windows(pc) {
-        out.w.div_ceil(pc.kernels.gemm_b.mr) * pc.kernels.gemm_b.mr
-    } else {
-        out.w
-    }
-}
-
-/// Whether a blocked-input convolution reads windows from a padded copy: all but `1x1`
-/// kernels without padding (stride 1 reads the input in place, larger strides a subsampled
-/// copy of just the pixels they use).
-fn blocked_windows(pc: &PackedConv) -> bool {
-    let g = &pc.geom;
-    pc.blocked_in() && !(g.kernel_h * g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0)
-}
-
 /// Views scratch floats as `u32` offsets.
-fn u32_slice(floats: &mut [f32]) -> &mut [u32] {
+pub(super) fn u32_slice(floats: &mut [f32]) -> &mut [u32] {
     let len = floats.len();
     // SAFETY: `u32` has the size and alignment of `f32`, every bit pattern is valid for both,
     // and the returned slice borrows `floats` exclusively.
@@ -307,20 +216,9 @@ pub(super) fn window(pc: &PackedConv, out: Shape, mr: usize) -> bool {
 
 /// Floats of scratch one GemmT job of at most `nc` output pixels needs.
 pub(super) fn scratch_len(pc: &PackedConv, in_shape: Shape, out: Shape, nc: usize) -> usize {
-    let kern = if pc.blocked_in() { pc.kernels.gemm_b } else { pc.kernels.gemm_t };
-    let (mr, nr) = (kern.mr, kern.nr);
+    let (mr, nr) = (pc.kernels.gemm_t.mr, pc.kernels.gemm_t.nr);
     let pixels = nc.div_ceil(mr) * mr;
-    let geom = &pc.geom;
-    let operands = if pc.blocked_in() && super::pointwise(geom) {
-        geom.in_per_group() * mr
-    } else if pc.blocked_in() && !blocked_windows(pc) {
-        geom.in_per_group() * pixels
-    } else if pc.blocked_in() {
-        let vw = row_width(pc, out);
-        let rows = direct::input_rows(geom, (nc.div_ceil(vw) + 1).min(out.h));
-        let copy = geom.in_per_group() * rows * geom.stride_w * blocked::phase_width(geom, vw);
-        copy + pc.depth / BLOCK
-    } else if window(pc, out, mr) {
+    let operands = if window(pc, out, mr) {
         // The padded copy of the rows a job touches, and one offset per step.
         direct::scratch_len(pc, out, (nc.div_ceil(out.w) + 1).min(out.h)) + pc.depth
     } else {

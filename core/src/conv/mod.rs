@@ -621,7 +621,7 @@ impl PackedConv {
                 (out.h, (rows / self.geom.stride_h).max(1))
             }
             None if self.algo == ConvAlgo::GemmT => {
-                (out.h * gemm_t::row_width(self, out), (B_BUDGET / self.depth).max(nr))
+                (out.h * blocked::row_width(self, out), (B_BUDGET / self.depth).max(nr))
             }
             None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {
@@ -659,6 +659,7 @@ impl PackedConv {
         let l = self.layout(in_shape);
         let nr = l.gemm.nr;
         match self.algo {
+            ConvAlgo::GemmT if self.blocked_in() => blocked::scratch_len(self, l.out, l.nc),
             ConvAlgo::GemmT => gemm_t::scratch_len(self, in_shape, l.out, l.nc),
             ConvAlgo::Direct if self.direct_kxk() => direct::scratch_len(self, l.out, l.nc),
             ConvAlgo::Direct => l.kc * nr,
@@ -740,6 +741,7 @@ impl PackedConv {
             unsafe {
                 match self.algo.winograd_m() {
                     None if self.direct_kxk() => direct::run(self, &l, &job, io, scratch),
+                    None if self.blocked_in() => blocked::run(self, &l, &job, io, scratch),
                     None if self.algo == ConvAlgo::GemmT => {
                         gemm_t::run(self, &l, &job, io, scratch)
                     }
