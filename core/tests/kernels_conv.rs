@@ -110,8 +110,9 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Checks [`ConvAlgo::GemmT`] on every available ISA with channel-blocked output, from NCHW
-/// input (the stem) and from blocked input, wherever the channels per group allow it.
+/// Checks the algorithms that run blocked on every available ISA with channel-blocked output,
+/// from NCHW input (the stem: GemmT) and from blocked input (GemmT and, for 3x3/1, Winograd),
+/// wherever the channels per group allow it.
 fn check_blocked(c: &Case) -> Result<(), TestCaseError> {
     let d = data(c);
     let out_shape = c.geom.output_shape(c.in_shape).expect("case fits");
@@ -123,13 +124,15 @@ fn check_blocked(c: &Case) -> Result<(), TestCaseError> {
     let (nchw, blocked) = (ActLayout::Nchw, ActLayout::Nchw16c);
     let mut checked = 0;
     for isa in Isa::all_available() {
-        for input in [nchw, blocked] {
+        for (input, algo) in [nchw, blocked].into_iter().flat_map(|i| ConvAlgo::ALL.map(|a| (i, a)))
+        {
             let layouts = (input, blocked);
-            let p = PackedConv::try_new_with_layouts(isa, None, &c.geom, &d.w, &d.b, layouts);
-            let supported = PackedConv::supports_layouts(ConvAlgo::GemmT, &c.geom, layouts);
-            prop_assert_eq!(p.is_some(), supported, "{} {:?} on {:?}", isa, layouts, c);
+            let p = PackedConv::try_new_with_layouts(isa, Some(algo), &c.geom, &d.w, &d.b, layouts);
+            let supported = PackedConv::supports(algo, &c.geom)
+                && PackedConv::supports_layouts(algo, &c.geom, layouts);
+            prop_assert_eq!(p.is_some(), supported, "{} {} {:?} on {:?}", isa, algo, layouts, c);
             let Some(p) = p else { continue };
-            prop_assert_eq!((p.algo(), p.layouts()), (ConvAlgo::GemmT, layouts));
+            prop_assert_eq!((p.algo(), p.layouts()), (algo, layouts));
             let x =
                 if input == blocked { to(&d.x, c.in_shape, nchw, blocked) } else { d.x.clone() };
             let mut out = to(&d.prev, out_shape, nchw, blocked);
@@ -137,9 +140,10 @@ fn check_blocked(c: &Case) -> Result<(), TestCaseError> {
             p.run(&x, c.in_shape, &mut out, c.epilogue, &mut scratch);
             let err = rel_error(&to(&out, out_shape, blocked, nchw), &d);
             prop_assert!(
-                err <= tolerance(ConvAlgo::GemmT),
-                "{} {:?}: relative error {err:e} on {c:?}",
+                err <= tolerance(algo),
+                "{} {} {:?}: relative error {err:e} on {c:?}",
                 isa,
+                algo,
                 layouts
             );
             checked += 1;
@@ -220,20 +224,27 @@ proptest! {
     /// padding and image size (rows of partial tiles, pointwise layers with a partial last
     /// tile), and a deeper reduction than one chunk.
     #[test]
-    fn blocked_layouts_match_reference(c in blocked_case()) {
+    fn blocked_layouts_match_reference(c in blocked_case(false)) {
+        check_blocked(&c)?;
+    }
+
+    /// The same for 3x3/1 layers with padding 1, where Winograd runs blocked too.
+    #[test]
+    fn blocked_winograd_matches_reference(c in blocked_case(true)) {
         check_blocked(&c)?;
     }
 }
 
-fn blocked_case() -> impl Strategy<Value = Case> {
+/// Blocked-layout cases: any geometry, or (`winograd`) 3x3, stride 1, padding 1.
+fn blocked_case(winograd: bool) -> impl Strategy<Value = Case> {
     (
         (1usize..=2, 1usize..=2, 1usize..=3, 1usize..=3),
         (prop_oneof![Just(1usize), Just(3), Just(7)], 1usize..=3, 0usize..=3, 1usize..=3),
         (1usize..=17, 1usize..=17, any::<bool>(), any::<bool>(), any::<u64>()),
     )
         .prop_map(
-            |((n, groups, bin, bout), (k, s, p, cin_stem), (h, w, accumulate, relu, seed))| {
-                let p = p.min(k / 2);
+            move |((n, groups, bin, bout), (k, s, p, cin_stem), (h, w, accumulate, relu, seed))| {
+                let (k, s, p) = if winograd { (3, 1, 1) } else { (k, s, p.min(k / 2)) };
                 // Blocked input needs 16-channel blocks per group; a 3-channel input (the stem)
                 // checks NCHW input into blocked output.
                 let cin = if cin_stem == 3 { 3 } else { 16 * bin * groups };
@@ -687,5 +698,30 @@ fn error_report() {
             );
             assert!(max_abs / max_ref < 1e-4, "{algo}");
         }
+    }
+}
+
+/// The blocked layout's choice: Winograd for 3x3/1 layers by output size, GemmT elsewhere and
+/// for the NCHW-input stem; and it always names an algorithm that runs in those layouts.
+#[test]
+fn blocked_algorithm_choice() {
+    let blocked = (ActLayout::Nchw16c, ActLayout::Nchw16c);
+    let stem = (ActLayout::Nchw, ActLayout::Nchw16c);
+    let isa = Isa::best_available();
+    let conv3 = Conv2dGeometry::square(64, 64, 3, 1, 1, 1);
+    let cases = [
+        (conv3, 56, blocked, ConvAlgo::Winograd4),
+        (conv3, 28, blocked, ConvAlgo::Winograd4),
+        (conv3, 14, blocked, ConvAlgo::Winograd2),
+        (conv3, 7, blocked, ConvAlgo::GemmT),
+        (Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56, blocked, ConvAlgo::GemmT),
+        (Conv2dGeometry::square(64, 64, 3, 2, 1, 1), 56, blocked, ConvAlgo::GemmT),
+        (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224, stem, ConvAlgo::GemmT),
+    ];
+    for (geom, hw, layouts, want) in cases {
+        let shape = Shape::new(1, geom.in_channels, hw, hw);
+        let got = PackedConv::choose_for_layouts(isa, &geom, shape, layouts);
+        assert_eq!(got, want, "{geom:?} at {hw}");
+        assert!(PackedConv::supports_layouts(got, &geom, layouts));
     }
 }

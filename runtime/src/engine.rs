@@ -180,9 +180,21 @@ impl Engine {
                 if layout == ActLayout::Nchw16c {
                     let input = if reads_input[i] { ActLayout::Nchw } else { ActLayout::Nchw16c };
                     let layouts = (input, ActLayout::Nchw16c);
+                    let runs = |a| {
+                        PackedConv::supports(a, &geom)
+                            && PackedConv::supports_layouts(a, &geom, layouts)
+                    };
+                    // A forced Winograd where it applies, else the exact GemmT.
+                    let algo = match (resolved.conv, in_shapes[i]) {
+                        (Some(a), _) if runs(a) => a,
+                        (Some(_), _) | (None, None) => ConvAlgo::GemmT,
+                        (None, Some(shape)) => {
+                            PackedConv::choose_for_layouts(resolved.isa, &geom, shape, layouts)
+                        }
+                    };
                     return PackedConv::try_new_with_layouts(
                         resolved.isa,
-                        Some(ConvAlgo::GemmT),
+                        Some(algo),
                         &geom,
                         w.weight,
                         w.bias,
@@ -213,10 +225,16 @@ impl Engine {
     }
 
     /// The activation layout for a network that can (`blockable`) or cannot run blocked: the
-    /// one asked for where possible, else `NCHW16c` with AVX-512 unless an algorithm other than
-    /// GemmT is forced (the only one that runs blocked), else NCHW.
+    /// one asked for where possible, else `NCHW16c` with AVX-512 unless an algorithm that does
+    /// not run blocked is forced (only GemmT and Winograd `F(2,3)`, `F(4,3)`, `F(6,3)` do), else
+    /// NCHW.
     fn choose_layout(resolved: Resolved, blockable: bool) -> ActLayout {
-        let gemm_t = matches!(resolved.conv, None | Some(ConvAlgo::GemmT));
+        let gemm_t = matches!(
+            resolved.conv,
+            None | Some(
+                ConvAlgo::GemmT | ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6
+            )
+        );
         match resolved.layout {
             Some(ActLayout::Nchw16c) if blockable && gemm_t => ActLayout::Nchw16c,
             Some(_) => ActLayout::Nchw,

@@ -9,6 +9,7 @@
 //! Written once against [`Vector`] and compiled per ISA by [`blocked_kernels`].
 
 use super::vector::Vector;
+use super::winograd::{at, bt};
 use super::Tile;
 
 /// Channels per block of the blocked layout (one AVX-512 vector).
@@ -171,6 +172,126 @@ pub unsafe fn store_blocked<V: Vector>(p: &BlockedStoreArgs) {
     }
 }
 
+/// Arguments of the blocked Winograd input transform of one tile, all its channel blocks:
+/// `V = B^T d B` per channel, where pixel `(i, j)` (`i, j < α`) of channel block `cb` of the
+/// tile's window is at `src + cb * src_block + i * src_row + j * 16` (a zero-padded copy, so
+/// no bounds are checked), and `V_ξ` of the block is written to
+/// `dst + ξ * dst_xi + cb * dst_block` (16 floats).
+#[derive(Clone, Copy, Debug)]
+pub struct WinogradInputArgs {
+    pub src: *const f32,
+    pub src_row: usize,
+    pub src_block: usize,
+    pub blocks: usize,
+    pub dst: *mut f32,
+    pub dst_xi: usize,
+    pub dst_block: usize,
+}
+
+/// Arguments of the blocked Winograd output transform of one tile: `Y = A^T M A` per channel
+/// with `M_ξ` of block `cb` at `src + ξ * src_xi + cb * src_block`, then the epilogue, into
+/// output pixel `(r, c)` (`r < rows`, `c < cols`, the tile clipped at the image's edge) at
+/// `dst + cb * dst_block + r * dst_row + c * 16`; `bias` holds `blocks * 16` floats.
+#[derive(Clone, Copy, Debug)]
+pub struct WinogradOutputArgs {
+    pub src: *const f32,
+    pub src_xi: usize,
+    pub src_block: usize,
+    pub blocks: usize,
+    pub bias: *const f32,
+    pub dst: *mut f32,
+    pub dst_row: usize,
+    pub dst_block: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
+/// The portable body of every ISA's blocked Winograd input transform, `F(M, 3)` with
+/// `A = M + 2`: the channels of a block are the vector lanes, so no lane is gathered.
+///
+/// # Safety
+/// The ISA of `V` is available; every element [`WinogradInputArgs`] names for `ξ < A²`,
+/// `cb < blocks` is readable (`src`) or writable (`dst`).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
+pub unsafe fn winograd_input<V: Vector, const M: usize, const A: usize>(p: &WinogradInputArgs) {
+    // SAFETY: the ISA is available (caller's contract).
+    let zero = unsafe { V::zero() };
+    for cb in 0..p.blocks {
+        for h in (0..BLOCK).step_by(V::N) {
+            // Along x first (t = d B, per input row i), then along y (V = B^T t).
+            let mut t: [[V; A]; A] = [[zero; A]; A];
+            for (i, ti) in t.iter_mut().enumerate() {
+                // SAFETY: pixel `(i, j)` of the window, lanes `h .. h + N` (contract).
+                let d: [V; A] = core::array::from_fn(|j| unsafe {
+                    V::load(p.src.add(cb * p.src_block + i * p.src_row + j * BLOCK + h))
+                });
+                bt::<V, M>(&d, ti);
+            }
+            let mut v = t[0];
+            for j in 0..A {
+                let col: [V; A] = core::array::from_fn(|i| t[i][j]);
+                bt::<V, M>(&col, &mut v);
+                for (i, vi) in v.iter().enumerate() {
+                    // SAFETY: `ξ = i * A + j < A²`, block `cb`, lanes `h .. h + N` (contract).
+                    unsafe { vi.store(p.dst.add((i * A + j) * p.dst_xi + cb * p.dst_block + h)) };
+                }
+            }
+        }
+    }
+}
+
+/// The portable body of every ISA's blocked Winograd output transform, with the epilogue.
+///
+/// # Safety
+/// The ISA of `V` is available; `rows, cols <= M`; every element [`WinogradOutputArgs`] names
+/// is readable (`src`, `bias`) or readable and writable (`dst`), and they do not overlap.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
+pub unsafe fn winograd_output<V: Vector, const M: usize, const A: usize>(p: &WinogradOutputArgs) {
+    // SAFETY: the ISA is available (caller's contract).
+    let zero = unsafe { V::zero() };
+    for cb in 0..p.blocks {
+        for h in (0..BLOCK).step_by(V::N) {
+            let src = p.src.wrapping_add(cb * p.src_block + h);
+            // SAFETY: `M_ξ` of this block, lanes `h .. h + N` (contract).
+            let load = |xi: usize| unsafe { V::load(src.add(xi * p.src_xi)) };
+            // Along y (columns of the α x α tile), then along x.
+            let mut u: [[V; A]; M] = [[zero; A]; M];
+            let mut r: [V; M] = [zero; M];
+            for j in 0..A {
+                let col: [V; A] = core::array::from_fn(|i| load(i * A + j));
+                at::<V, M>(&col, &mut r);
+                for (i, ri) in r.iter().enumerate() {
+                    u[i][j] = *ri;
+                }
+            }
+            // SAFETY: `blocks * 16` biases (contract).
+            let bias = unsafe { V::load(p.bias.add(cb * BLOCK + h)) };
+            for (i, ui) in u.iter().enumerate().take(p.rows) {
+                at::<V, M>(ui, &mut r);
+                for (c, y) in r.iter().enumerate().take(p.cols) {
+                    // SAFETY: output pixel `(i, c)` of the tile, `i < rows`, `c < cols`, lanes
+                    // `h .. h + N` of block `cb` (contract).
+                    unsafe {
+                        let o = p.dst.add(cb * p.dst_block + i * p.dst_row + c * BLOCK + h);
+                        let mut y = y.add(bias);
+                        if p.accumulate {
+                            y = y.add(V::load(o));
+                        }
+                        if p.relu {
+                            y = y.max(zero);
+                        }
+                        y.store(o);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Defines an ISA's `GEMM_B` ([`gemm_blocked`] with `MR` rows and `NV` vectors of columns)
 /// and `STORE_B` ([`store_blocked`]) on the vector type `$v`, carrying the ISA's
 /// `#[target_feature]` attribute.
@@ -205,6 +326,38 @@ macro_rules! blocked_kernels {
         };
 
         const STORE_B: unsafe fn(&$crate::arch::blocked::BlockedStoreArgs) = store_b_run;
+
+        $crate::arch::blocked::blocked_winograd!($(#[$attr])* $v, wb_in2, wb_out2, 2, 4);
+        $crate::arch::blocked::blocked_winograd!($(#[$attr])* $v, wb_in4, wb_out4, 4, 6);
+        $crate::arch::blocked::blocked_winograd!($(#[$attr])* $v, wb_in6, wb_out6, 6, 8);
+
+        const WINOGRAD_B: [$crate::arch::BlockedWinograd; 3] = [
+            $crate::arch::BlockedWinograd { input: wb_in2, output: wb_out2 },
+            $crate::arch::BlockedWinograd { input: wb_in4, output: wb_out4 },
+            $crate::arch::BlockedWinograd { input: wb_in6, output: wb_out6 },
+        ];
+    };
+}
+
+/// One `F(m, 3)`'s blocked Winograd transforms as `#[target_feature]` wrappers.
+macro_rules! blocked_winograd {
+    ($(#[$attr:meta])* $v:ty, $input:ident, $output:ident, $m:literal, $a:literal) => {
+        /// # Safety
+        /// See [`$crate::arch::blocked::winograd_input`].
+        $(#[$attr])*
+        unsafe fn $input(p: &$crate::arch::blocked::WinogradInputArgs) {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::arch::blocked::winograd_input::<$v, $m, $a>(p) }
+        }
+
+        /// # Safety
+        /// See [`$crate::arch::blocked::winograd_output`].
+        $(#[$attr])*
+        unsafe fn $output(p: &$crate::arch::blocked::WinogradOutputArgs) {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::arch::blocked::winograd_output::<$v, $m, $a>(p) }
+        }
     };
 }
 pub(crate) use blocked_kernels;
+pub(crate) use blocked_winograd;

@@ -182,6 +182,14 @@ pub struct WinogradKernels {
     pub store: unsafe fn(&winograd::StoreArgs),
 }
 
+/// Winograd input/output transforms of one `F(m, 3)` on channel-blocked activations, one tile
+/// per call; see [`blocked::WinogradInputArgs`] and [`blocked::WinogradOutputArgs`].
+#[derive(Clone, Copy, Debug)]
+pub struct BlockedWinograd {
+    pub input: unsafe fn(&blocked::WinogradInputArgs),
+    pub output: unsafe fn(&blocked::WinogradOutputArgs),
+}
+
 /// The direct stride-1 convolution kernel of an ISA; see [`direct::DirectArgs`].
 #[derive(Clone, Copy, Debug)]
 pub struct DirectKernel {
@@ -209,6 +217,8 @@ pub struct Kernels {
     pub gemm_b: GemmKernel,
     /// The store of tiles into channel-blocked output; see [`blocked::BlockedStoreArgs`].
     pub store_b: unsafe fn(&blocked::BlockedStoreArgs),
+    /// Winograd `F(2,3)`, `F(4,3)`, `F(6,3)` transforms of channel-blocked activations.
+    pub winograd_b: [BlockedWinograd; 3],
     /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
     pub winograd: [WinogradKernels; 3],
     pub direct: DirectKernel,

@@ -130,7 +130,7 @@ pub struct StoreArgs {
 
 /// `B^T d` for one column (or row) `d` of an input tile, as sparse formulas.
 #[inline(always)]
-fn bt<V: Vector, const M: usize>(d: &[V], r: &mut [V]) {
+pub(crate) fn bt<V: Vector, const M: usize>(d: &[V], r: &mut [V]) {
     match M {
         2 => {
             r[0] = d[0].sub(d[2]);
@@ -170,7 +170,7 @@ fn bt<V: Vector, const M: usize>(d: &[V], r: &mut [V]) {
 
 /// `A^T m` for one column (or row) `m` of a transform-domain tile, as sparse formulas.
 #[inline(always)]
-fn at<V: Vector, const M: usize>(m: &[V], y: &mut [V]) {
+pub(crate) fn at<V: Vector, const M: usize>(m: &[V], y: &mut [V]) {
     match M {
         2 => {
             y[0] = m[0].add(m[1]).add(m[2]);

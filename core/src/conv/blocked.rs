@@ -367,3 +367,123 @@ pub(super) fn subsample(
         }
     }
 }
+
+/// Runs one task of a Winograd `F(m, 3)` convolution with blocked input and output: the job's
+/// tiles are transformed from a padded copy of their input rows (channels in the vector lanes)
+/// into `V_ξ = [in/16][tiles][16]`, one blocked GEMM per `ξ` (tiles as the micro-kernel's
+/// rows) gives `M_ξ` for a panel of output channels, and the output transform writes each
+/// tile's pixels through the epilogue, clipped at the image's edges.
+///
+/// # Safety
+/// `out` holds the convolution's output and no other thread accesses this job's elements.
+pub(super) unsafe fn run_winograd(
+    pc: &PackedConv,
+    l: &Layout,
+    m: usize,
+    job: &Job<'_>,
+    io: Io<'_>,
+    scratch: &mut [f32],
+) {
+    let geom = &pc.geom;
+    let kern = l.gemm;
+    let (mr, nr) = (kern.mr, kern.nr);
+    let alpha2 = (m + 2) * (m + 2);
+    let (cin, cout_g) = (geom.in_per_group(), geom.out_per_group());
+    let Io { in_shape, out, ep } = io;
+    let (oh, ow) = (l.out.h, l.out.w);
+    let ohw = oh * ow;
+    let tiles_w = ow.div_ceil(m);
+    // Tiles per job rounded up to whole micro-kernel tiles (the extra rows are never read).
+    let ntp = job.ncols.div_ceil(mr) * mr;
+    let (ty0, ty1) = (job.col0 / tiles_w, (job.col0 + job.ncols - 1) / tiles_w + 1);
+    let phase_w = tiles_w * m + 2;
+    let row_len = phase_w * BLOCK;
+    let block_len = ((ty1 - ty0) * m + 2) * row_len;
+    let (buf, rest) = scratch.split_at_mut(cin / BLOCK * block_len);
+    padded_rows(geom, job.img, in_shape, ty0 * m, phase_w, buf);
+    let (v, rest) = rest.split_at_mut(alpha2 * cin * ntp);
+    let mbuf = &mut rest[..alpha2 * nr * ntp];
+    let wk = pc.kernels.winograd_b[m / 2 - 1];
+    let tile_at = |t: usize| ((job.col0 + t) / tiles_w, (job.col0 + t) % tiles_w);
+    for t in 0..job.ncols {
+        let (ty, tx) = tile_at(t);
+        let args = crate::arch::blocked::WinogradInputArgs {
+            src: buf[((ty - ty0) * m * phase_w + tx * m) * BLOCK..].as_ptr(),
+            src_row: row_len,
+            src_block: block_len,
+            blocks: cin / BLOCK,
+            dst: v[t * BLOCK..].as_mut_ptr(),
+            dst_xi: cin * ntp,
+            dst_block: ntp * BLOCK,
+        };
+        // SAFETY: the tile's `α x α` window is inside the padded copy (its rows from
+        // `(ty - ty0) * m`, columns from `tx * m`, with `m + 2` more of each in the copy);
+        // `V` holds `α²` x `in/16` blocks of `ntp` tiles; the ISA was checked at packing.
+        unsafe { (wk.input)(&args) };
+    }
+    let chunks = cin.div_ceil(l.kc);
+    for p in job.panels.clone() {
+        let chans = nr.min(cout_g - p * nr);
+        for xi in 0..alpha2 {
+            let u = &job.weights[(xi * pc.m_pad + p * nr) * cin..][..cin * nr];
+            for chunk in 0..chunks {
+                let k0 = chunk * l.kc;
+                for i in 0..ntp / mr {
+                    let tile = Tile {
+                        k: l.kc.min(cin - k0),
+                        a: v[xi * cin * ntp + (k0 / BLOCK * ntp + i * mr) * BLOCK..].as_ptr(),
+                        lda: ntp * BLOCK,
+                        a_offsets: core::ptr::null(),
+                        b: u[k0 * nr..].as_ptr(),
+                        ldb: nr,
+                        c: mbuf[xi * nr * ntp + i * mr * BLOCK..].as_mut_ptr(),
+                        ldc: ntp * BLOCK,
+                        bias: core::ptr::null(),
+                        load_c: chunk > 0,
+                        relu: false,
+                        prefetch: core::ptr::null(),
+                    };
+                    // SAFETY: `a` is `kc` steps (whole blocks) of `MR` tiles of `V_ξ`, `b` the
+                    // matching rows of the packed `U_ξ` panel, `c` the tiles' `NR` channels of
+                    // `M_ξ` (blocked, `ntp` tiles per block).
+                    unsafe { (kern.run)(&tile) };
+                }
+            }
+        }
+        for t in 0..job.ncols {
+            let (ty, tx) = tile_at(t);
+            let (oy, ox) = (ty * m, tx * m);
+            let args = crate::arch::blocked::WinogradOutputArgs {
+                src: mbuf[t * BLOCK..].as_ptr(),
+                src_xi: nr * ntp,
+                src_block: ntp * BLOCK,
+                blocks: chans / BLOCK,
+                bias: job.bias[p * nr..][..chans].as_ptr(),
+                // SAFETY: the panel's first channel block of the group, at the tile's first
+                // pixel, is inside `out`.
+                dst: unsafe { out.ptr.add(job.out_base + p * nr * ohw + (oy * ow + ox) * BLOCK) },
+                dst_row: ow * BLOCK,
+                dst_block: ohw * BLOCK,
+                rows: m.min(oh - oy),
+                cols: m.min(ow - ox),
+                accumulate: ep.accumulate,
+                relu: ep.relu,
+            };
+            // SAFETY: `M_ξ` holds the tile's sums for the panel's `chans` channels (whole
+            // blocks: channels per group are multiples of 16); the clipped tile's pixels of
+            // those channels are inside `out` and belong to this task.
+            unsafe { (wk.output)(&args) };
+        }
+    }
+}
+
+/// Floats of scratch one Winograd job of at most `nc` tiles needs.
+pub(super) fn winograd_scratch_len(pc: &PackedConv, out: Shape, m: usize, nc: usize) -> usize {
+    let (mr, nr) = (pc.kernels.gemm_b.mr, pc.kernels.gemm_b.nr);
+    let cin = pc.geom.in_per_group();
+    let tiles_w = out.w.div_ceil(m);
+    let tile_rows = (nc.div_ceil(tiles_w) + 1).min(out.h.div_ceil(m));
+    let copy = cin * (tile_rows * m + 2) * (tiles_w * m + 2);
+    let ntp = nc.div_ceil(mr) * mr;
+    copy + (m + 2) * (m + 2) * (cin + nr) * ntp
+}

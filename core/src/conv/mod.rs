@@ -473,6 +473,46 @@ impl PackedConv {
         best
     }
 
+    /// The algorithm for activations in `layouts` (input, output) and inputs of `in_shape`:
+    /// [`PackedConv::choose_for_input`] for NCHW. Blocked: GemmT, except 3x3/1 layers between
+    /// blocked activations with outputs larger than 8x8, which take Winograd: `F(2,3)` up to
+    /// 14x14 (196 pixels), `F(4,3)` above.
+    ///
+    /// Measured in ResNet-50 (`shortcut bench resnet50 --threads 1 --layout nchw16c --conv A
+    /// --profile`, AVX-512, ms per 3x3/1 layer):
+    ///
+    /// | output | GemmT     | `F(2,3)`  | `F(4,3)`  | `F(6,3)`  |
+    /// |--------|-----------|-----------|-----------|-----------|
+    /// | 56x56  | 1.69-1.77 | 1.22-1.31 | 0.83-0.93 | 1.06-1.15 |
+    /// | 28x28  | 1.56-1.73 | 1.10-1.16 | 0.97-1.08 | 1.46-1.49 |
+    /// | 14x14  | 1.87-1.92 | 1.54-1.67 | 2.85-3.36 | 4.7-5.7   |
+    /// | 7x7    | 2.35-2.37 | 3.28-3.35 | 5.0-5.5   | 9.0-9.3   |
+    ///
+    /// The larger tiles lose on small maps to partial tiles and to transformed weights
+    /// (`α²/9` times the layer's) streaming from memory.
+    pub fn choose_for_layouts(
+        isa: Isa,
+        geom: &Conv2dGeometry,
+        in_shape: Shape,
+        layouts: (ActLayout, ActLayout),
+    ) -> ConvAlgo {
+        if layouts == (ActLayout::Nchw, ActLayout::Nchw) {
+            return PackedConv::choose_for_input(isa, geom, in_shape);
+        }
+        let winograd = PackedConv::supports_layouts(ConvAlgo::Winograd2, geom, layouts)
+            && PackedConv::supports(ConvAlgo::Winograd2, geom);
+        match geom.output_shape(in_shape) {
+            Some(out) if winograd && out.h * out.w > 64 => {
+                if out.h * out.w <= 196 {
+                    ConvAlgo::Winograd2
+                } else {
+                    ConvAlgo::Winograd4
+                }
+            }
+            _ => ConvAlgo::GemmT,
+        }
+    }
+
     /// Whether `algo` can compute convolutions of this geometry.
     pub fn supports(algo: ConvAlgo, geom: &Conv2dGeometry) -> bool {
         let winograd = geom.kernel_h == 3
@@ -506,7 +546,9 @@ impl PackedConv {
             (ActLayout::Nchw, ActLayout::Nchw) => true,
             (_, ActLayout::Nchw) => false,
             (input, output) => {
-                algo == ConvAlgo::GemmT
+                let winograd =
+                    matches!(algo, ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6);
+                (algo == ConvAlgo::GemmT || (winograd && input == ActLayout::Nchw16c))
                     && fits(input, geom.in_per_group())
                     && fits(output, geom.out_per_group())
             }
@@ -516,6 +558,12 @@ impl PackedConv {
     /// The `(input, output)` layouts of the activations this convolution reads and writes.
     pub fn layouts(&self) -> (ActLayout, ActLayout) {
         self.layouts
+    }
+
+    /// Whether output pixels (or tiles) are the micro-kernel's rows: the transposed
+    /// algorithms and every blocked one.
+    fn pixel_rows(&self) -> bool {
+        self.algo.transposed() || self.blocked_in()
     }
 
     /// Whether the input is channel-blocked (read by [`Kernels::gemm_b`]).
@@ -604,7 +652,7 @@ impl PackedConv {
         // the transposed GEMM.
         let nr = match self.algo {
             _ if direct_kxk => 1,
-            _ if self.algo.transposed() => gemm.mr,
+            _ if self.pixel_rows() => gemm.mr,
             _ => gemm.nr,
         };
         // Images x groups; at least one so an empty batch still has a (taskless) layout.
@@ -636,7 +684,7 @@ impl PackedConv {
         // columns where there are too few channel panels.
         let by_size = cols.div_ceil(max_nc);
         let units_before_columns =
-            if self.algo.transposed() { units * self.m_pad / self.panel_rows() } else { units };
+            if self.pixel_rows() { units * self.m_pad / self.panel_rows() } else { units };
         let by_tasks = MIN_TASKS.div_ceil(units_before_columns).min(cols.div_ceil(nr));
         let want = by_size.max(by_tasks).max(1);
         let nc = cols.div_ceil(want).div_ceil(nr) * nr;
@@ -672,7 +720,11 @@ impl PackedConv {
             | ConvAlgo::Winograd2T
             | ConvAlgo::Winograd4T => {
                 let m = self.algo.winograd_m().expect("winograd");
-                winograd::scratch_len(self, l.out, m, l.nc)
+                if self.blocked_in() {
+                    blocked::winograd_scratch_len(self, l.out, m, l.nc)
+                } else {
+                    winograd::scratch_len(self, l.out, m, l.nc)
+                }
             }
         }
     }
@@ -746,6 +798,9 @@ impl PackedConv {
                         gemm_t::run(self, &l, &job, io, scratch)
                     }
                     None => gemm::run(self, &l, &job, io, scratch),
+                    Some(m) if self.blocked_in() => {
+                        blocked::run_winograd(self, &l, m, &job, io, scratch)
+                    }
                     Some(m) => winograd::run(self, &l, m, &job, io, scratch),
                 }
             }

@@ -11,6 +11,7 @@ pub const KERNELS: Kernels = Kernels {
     store_t: TRANSPOSE_STORE,
     gemm_b: GEMM_B,
     store_b: STORE_B,
+    winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
     direct: DIRECT,
 };
