@@ -725,3 +725,22 @@ fn blocked_algorithm_choice() {
         assert!(PackedConv::supports_layouts(got, &geom, layouts));
     }
 }
+
+/// Blocked 1x1 layers large enough for AVX-512's 14-row blocked tile, with partial last tiles
+/// and a last panel narrower than the tile's 32 channels, stride 1 and 2.
+#[test]
+fn blocked_wide_tiles() {
+    let mut seed = 5000;
+    for (cin, cout, stride, hw) in
+        [(16, 48, 1, 14), (32, 16, 1, 15), (16, 32, 1, 16), (48, 48, 2, 29), (16, 80, 2, 30)]
+    {
+        for accumulate in [false, true] {
+            seed += 1;
+            let geom = Conv2dGeometry::square(cin, cout, 1, stride, 0, 1);
+            let in_shape = Shape::new(2, cin, hw, hw);
+            let epilogue = Epilogue { accumulate, relu: !accumulate };
+            check_blocked(&Case { geom, in_shape, epilogue, seed })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

@@ -239,14 +239,15 @@ pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
 
 /// Whether a blocked-input convolution reads windows from a padded copy: all but `1x1`
 /// kernels without padding.
-fn windows(pc: &PackedConv) -> bool {
+pub(super) fn windows(pc: &PackedConv) -> bool {
     let g = &pc.geom;
     pc.blocked_in() && !(g.kernel_h * g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0)
 }
 
 /// Floats of scratch one job of at most `nc` columns (of [`row_width`]-wide rows) needs.
 pub(super) fn scratch_len(pc: &PackedConv, out: Shape, nc: usize) -> usize {
-    let (mr, nr) = (pc.kernels.gemm_b.mr, pc.kernels.gemm_b.nr);
+    let kern = pc.gemm_kernel(out);
+    let (mr, nr) = (kern.mr, kern.nr);
     let pixels = nc.div_ceil(mr) * mr;
     let geom = &pc.geom;
     let operands = if super::pointwise(geom) {
@@ -479,7 +480,8 @@ pub(super) unsafe fn run_winograd(
 
 /// Floats of scratch one Winograd job of at most `nc` tiles needs.
 pub(super) fn winograd_scratch_len(pc: &PackedConv, out: Shape, m: usize, nc: usize) -> usize {
-    let (mr, nr) = (pc.kernels.gemm_b.mr, pc.kernels.gemm_b.nr);
+    let kern = pc.gemm_kernel(out);
+    let (mr, nr) = (kern.mr, kern.nr);
     let cin = pc.geom.in_per_group();
     let tiles_w = out.w.div_ceil(m);
     let tile_rows = (nc.div_ceil(tiles_w) + 1).min(out.h.div_ceil(m));

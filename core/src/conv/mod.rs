@@ -608,9 +608,21 @@ impl PackedConv {
 
     /// The micro-kernel for an output of `out`'s size: the ISA's, except that AVX-512 GEMM
     /// and pointwise convolutions with at least `WIDE_PIXELS` (56x56) output pixels per image use
-    /// the wider 8x48 tile (same `MR`, so the same packed weights). Winograd keeps the ISA's
+    /// the wider 8x48 tile (same `MR`, so the same packed weights), and blocked `1x1` layers
+    /// with at least 14x14 outputs the 14-row blocked tile (same `NR`). Winograd keeps the ISA's
     /// kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernels.isa == Isa::Avx512
+            && self.algo == ConvAlgo::GemmT
+            && !blocked::windows(self)
+            && self.blocked_in()
+            && out.h * out.w >= 14 * 14
+        {
+            let wide = arch::x86_64::avx512::GEMM_B_WIDE;
+            debug_assert_eq!(wide.nr, self.kernels.gemm_b.nr);
+            return wide;
+        }
         if self.blocked_in() {
             return self.kernels.gemm_b;
         }
