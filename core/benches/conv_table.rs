@@ -2,10 +2,12 @@
 //! as a table: the measurements behind `PackedConv::choose_for_input`. On a shared machine the
 //! best of many short runs is steadier than criterion's mean.
 //!
-//! `[COLD=N] cargo bench -p shortcut-core --bench conv_table [-- ISA [LAYER-FILTER]]`
+//! `[COLD=N] [LAYOUT=nchw16c] cargo bench -p shortcut-core --bench conv_table [-- ISA [FILTER]]`
 //!
 //! With `COLD=N` each run uses the next of `N` copies of the packed weights, so that (for `N`
 //! large enough to overflow the caches) weights come from memory, as they do in a network.
+//! With `LAYOUT=nchw16c` the algorithms that run on channel-blocked activations are timed in
+//! that layout (the stem from NCHW input), where the layer's channels allow it.
 //!
 //! GFLOP/s count the direct convolution's `2 * MACs`, also for Winograd.
 
@@ -13,6 +15,7 @@ use std::time::Instant;
 
 use shortcut_core::arch::Isa;
 use shortcut_core::conv::{ConvAlgo, PackedConv};
+use shortcut_core::layout::ActLayout;
 use shortcut_core::{Epilogue, Shape};
 
 #[path = "common/layers.rs"]
@@ -28,6 +31,7 @@ fn main() {
     };
     let filter = args.get(1).cloned().unwrap_or_default();
     let copies: usize = std::env::var("COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let blocked = std::env::var("LAYOUT").is_ok_and(|l| l == ActLayout::Nchw16c.name());
     for isa in isas.into_iter().filter(|isa| isa.is_available()) {
         println!("{isa}");
         for (name, geom, hw) in LAYERS.into_iter().filter(|l| l.0.contains(&filter)) {
@@ -39,10 +43,18 @@ fn main() {
                 (0..geom.weight_len()).map(|i| (i % 89) as f32 / 890.0 - 0.05).collect();
             let b = vec![0.1; geom.out_channels];
             let mut out = vec![0.0; out_shape.len()];
-            let picked = PackedConv::choose_for_input(isa, &geom, in_shape);
+            let input = if geom.in_channels == 3 { ActLayout::Nchw } else { ActLayout::Nchw16c };
+            let layouts = if blocked {
+                (input, ActLayout::Nchw16c)
+            } else {
+                (ActLayout::Nchw, ActLayout::Nchw)
+            };
+            let picked = PackedConv::choose_for_layouts(isa, &geom, in_shape, layouts);
             let mut line = format!("  {name:20}");
             for algo in ConvAlgo::ALL {
-                let Some(p) = PackedConv::try_new(isa, Some(algo), &geom, &w, &b) else {
+                let packed =
+                    PackedConv::try_new_with_layouts(isa, Some(algo), &geom, &w, &b, layouts);
+                let Some(p) = packed else {
                     continue;
                 };
                 let mut scratch = vec![0.0; p.scratch_len(in_shape)];
@@ -57,7 +69,7 @@ fn main() {
                 let mark = if algo == picked { "*" } else { "" };
                 line += &format!(" {}{mark}={:.0}", algo.name(), flops / best / 1e9);
             }
-            if geom.kernel_h == 1 && geom.stride_h == 1 && geom.groups == 1 {
+            if !blocked && geom.kernel_h == 1 && geom.stride_h == 1 && geom.groups == 1 {
                 let best = pointwise_matrixmultiply(&geom, &x, &w, &b, hw * hw, &mut out, copies);
                 line += &format!(" matrixmultiply={:.0}", flops / best / 1e9);
             }

@@ -6,7 +6,7 @@
 //! pixels by `NR` channels is `NR / 16` runs of `MR * 16` consecutive floats of the output, and
 //! a tile's inputs for 16 consecutive steps of the reduction (one channel block of one kernel
 //! tap) are `MR * 16` consecutive floats of the input: neither side is transposed or gathered.
-//! Written once against [`Vector`] and compiled per ISA by [`blocked_kernels`].
+//! Written once against [`Vector`] and compiled per ISA by the `blocked_kernels!` macro.
 
 use super::vector::Vector;
 use super::winograd::{at, bt};

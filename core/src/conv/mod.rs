@@ -1,10 +1,13 @@
 //! Fast `f32` 2-D convolution: weights packed once, then a GEMM with the epilogue fused into
 //! the micro-kernel's store.
 //!
-//! Activations stay NCHW (no blocked channel layout), so for one image and group the
-//! convolution is `out[co, p] = sum_k W[co, k] * B[k, p]` with `p` the output pixels: each
-//! output channel's pixels are one contiguous row of `C`, and the epilogue (per-row bias,
-//! optional accumulate into the old output, ReLU) is applied where the micro-kernel stores.
+//! With NCHW activations, for one image and group the convolution is
+//! `out[co, p] = sum_k W[co, k] * B[k, p]` with `p` the output pixels: each output channel's
+//! pixels are one contiguous row of `C`, and the epilogue (per-row bias, optional accumulate
+//! into the old output, ReLU) is applied where the micro-kernel stores. With channel-blocked
+//! activations (`NCHW16c`, [`crate::layout`], [`PackedConv::try_new_with_layouts`]) the
+//! pixel-rows algorithms read and write tiles of 16-channel vectors in place (`conv/blocked.rs`:
+//! [`ConvAlgo::GemmT`] and Winograd).
 //!
 //! - `A` (weights) is packed at [`PackedConv::new`] into `MR`-row panels, k-major, per group.
 //! - `B` is packed per task into `NR`-column panels by an implicit im2col that writes the panel
@@ -475,8 +478,10 @@ impl PackedConv {
 
     /// The algorithm for activations in `layouts` (input, output) and inputs of `in_shape`:
     /// [`PackedConv::choose_for_input`] for NCHW. Blocked: GemmT, except 3x3/1 layers between
-    /// blocked activations with outputs larger than 8x8, which take Winograd: `F(2,3)` up to
-    /// 14x14 (196 pixels), `F(4,3)` above.
+    /// blocked activations, which take Winograd: `F(4,3)` above 14x14 (196 pixels), `F(2,3)` up
+    /// to 14x14, except on maps of at most 8x8 with at least 1 MiB of weights (ResNet's last
+    /// stage), where the transformed weights (`16/9` times as many) stream from memory for
+    /// too little work.
     ///
     /// Measured in ResNet-50 (`shortcut bench resnet50 --threads 1 --layout nchw16c --conv A
     /// --profile`, AVX-512, ms per 3x3/1 layer):
@@ -489,7 +494,10 @@ impl PackedConv {
     /// | 7x7    | 2.35-2.37 | 3.28-3.35 | 5.0-5.5   | 9.0-9.3   |
     ///
     /// The larger tiles lose on small maps to partial tiles and to transformed weights
-    /// (`α²/9` times the layer's) streaming from memory.
+    /// (`α²/9` times the layer's) streaming from memory. Per layer (`COLD=16 LAYOUT=nchw16c
+    /// cargo bench -p shortcut-core --bench conv_table -- avx512`, GFLOP/s, weights cold):
+    /// 3x3 512->512 at 7x7 GemmT 106, `F(2,3)` 80; 64->64 at 8x8 GemmT 89, `F(2,3)` 175;
+    /// 256->256 at 14x14 131 / 158 (`F(4,3)` 84); 16->16 at 32x32 `F(4,3)` 139, `F(6,3)` 113.
     pub fn choose_for_layouts(
         isa: Isa,
         geom: &Conv2dGeometry,
@@ -501,14 +509,10 @@ impl PackedConv {
         }
         let winograd = PackedConv::supports_layouts(ConvAlgo::Winograd2, geom, layouts)
             && PackedConv::supports(ConvAlgo::Winograd2, geom);
-        match geom.output_shape(in_shape) {
-            Some(out) if winograd && out.h * out.w > 64 => {
-                if out.h * out.w <= 196 {
-                    ConvAlgo::Winograd2
-                } else {
-                    ConvAlgo::Winograd4
-                }
-            }
+        let heavy = geom.weight_len() * 4 >= 1 << 20;
+        match geom.output_shape(in_shape).map(|o| o.h * o.w) {
+            Some(pixels) if winograd && pixels > 196 => ConvAlgo::Winograd4,
+            Some(pixels) if winograd && (pixels > 64 || !heavy) => ConvAlgo::Winograd2,
             _ => ConvAlgo::GemmT,
         }
     }

@@ -265,7 +265,7 @@ unsafe fn gemm_b_14x32(t: &Tile) {
     }
 }
 
-/// The 14x32 blocked tile ([`gemm_b_14x32`]); same panel width as [`KERNELS`]' `gemm_b`, so the
+/// The 14x32 blocked tile (`gemm_b_14x32`); same panel width as [`KERNELS`]' `gemm_b`, so the
 /// same packed weights.
 pub const GEMM_B_WIDE: GemmKernel =
     GemmKernel { name: "avx512_gemm_b_f32_14x32", mr: 14, nr: 32, run: gemm_b_14x32 };
