@@ -1,5 +1,6 @@
 //! Single-thread convolution throughput on ResNet-18/50 layer shapes (batch 1, 224x224 input),
-//! for every available ISA and every algorithm that applies.
+//! for every available ISA and every algorithm that applies, in NCHW and (`ISA-nchw16c/ALGO`)
+//! on channel-blocked activations where the layer's channels allow it.
 //!
 //! Throughput is reported in elements where one element is one FLOP (a multiply-add counts
 //! two), so criterion's "Melem/s" reads as MFLOP/s.
@@ -10,6 +11,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shortcut_core::arch::{self, Isa, Tile};
 use shortcut_core::conv::{ConvAlgo, PackedConv};
+use shortcut_core::layout::ActLayout;
 use shortcut_core::{Epilogue, Shape};
 
 #[path = "common/layers.rs"]
@@ -39,13 +41,21 @@ fn conv(c: &mut Criterion) {
         let mut out = vec![0.0; out_shape.len()];
         let mut group = c.benchmark_group(format!("conv/{name}"));
         group.throughput(Throughput::Elements(flops));
+        // The stem reads the NCHW image even in a blocked network.
+        let blocked_in = if geom.in_channels == 3 { ActLayout::Nchw } else { ActLayout::Nchw16c };
+        let layouts = [(ActLayout::Nchw, ActLayout::Nchw), (blocked_in, ActLayout::Nchw16c)];
         for isa in Isa::all_available() {
-            for algo in ConvAlgo::ALL {
-                let Some(p) = PackedConv::try_new(isa, Some(algo), &geom, &w, &b) else {
+            for (layouts, algo) in layouts.into_iter().flat_map(|l| ConvAlgo::ALL.map(|a| (l, a))) {
+                let packed =
+                    PackedConv::try_new_with_layouts(isa, Some(algo), &geom, &w, &b, layouts);
+                let Some(p) = packed else {
                     continue;
                 };
                 let mut scratch = vec![0.0; p.scratch_len(in_shape)];
-                let id = BenchmarkId::new(isa.name(), algo.name());
+                let id = match layouts.1 {
+                    ActLayout::Nchw => BenchmarkId::new(isa.name(), algo.name()),
+                    ActLayout::Nchw16c => BenchmarkId::new(format!("{isa}-nchw16c"), algo.name()),
+                };
                 group.bench_function(id, |bench| {
                     bench.iter(|| {
                         p.run(black_box(&x), in_shape, &mut out, Epilogue::RELU, &mut scratch)
@@ -57,19 +67,23 @@ fn conv(c: &mut Criterion) {
     }
 }
 
-/// The micro-kernel alone: one `A` panel against 8 `B` panels of depth 256 (L1/L2-resident),
-/// accumulating into 8 tiles. The ceiling the convolutions can reach.
+/// The micro-kernels alone: one `A` panel against 8 `B` panels of depth 256 (L1/L2-resident),
+/// accumulating into 8 tiles. The ceiling the convolutions can reach. The blocked kernels
+/// (`gemm_b`) read `A` as groups of 16 steps of `MR x 16` floats and write blocked tiles
+/// (`ldc = MR * 16`), the same number of floats.
 fn micro_kernel(c: &mut Criterion) {
     const K: usize = 256;
     const PANELS: usize = 8;
     let mut group = c.benchmark_group("gemm_kernel");
-    let mut kernels: Vec<_> =
-        Isa::all_available().map(|isa| arch::kernels(isa).expect("has kernels").gemm).collect();
+    let all = || Isa::all_available().map(|isa| arch::kernels(isa).expect("has kernels"));
+    let mut kernels: Vec<_> = all().map(|k| (k.gemm, false)).collect();
+    kernels.extend(all().map(|k| (k.gemm_b, true)));
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx512.is_available() {
-        kernels.extend(arch::x86_64::avx512::GEMM_VARIANTS.into_iter().skip(1));
+        kernels.extend(arch::x86_64::avx512::GEMM_VARIANTS.into_iter().skip(1).map(|k| (k, false)));
+        kernels.push((arch::x86_64::avx512::GEMM_B_WIDE, true));
     }
-    for kern in kernels {
+    for (kern, blocked) in kernels {
         let (mr, nr) = (kern.mr, kern.nr);
         let a = values(K * mr, 1);
         let b = values(K * nr * PANELS, 2);
@@ -81,12 +95,12 @@ fn micro_kernel(c: &mut Criterion) {
                     let tile = Tile {
                         k: K,
                         a: a.as_ptr(),
-                        lda: mr,
+                        lda: if blocked { mr * 16 } else { mr },
                         a_offsets: std::ptr::null(),
                         b: b[j * K * nr..].as_ptr(),
                         ldb: nr,
                         c: c.as_mut_ptr(),
-                        ldc: nr,
+                        ldc: if blocked { mr * 16 } else { nr },
                         bias: std::ptr::null(),
                         load_c: true,
                         relu: false,
