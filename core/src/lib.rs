@@ -17,6 +17,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod aligned;
 pub mod arch;
 pub mod conv;
 pub mod epilogue;

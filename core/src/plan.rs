@@ -96,15 +96,20 @@ pub struct Plan {
     pub output: Shape,
 }
 
+/// Buffers in an arena start at multiples of this many floats (64 bytes: a cache line, an
+/// AVX-512 vector), so that vector accesses to an arena aligned as much never straddle lines.
+pub const ALIGN_FLOATS: usize = 16;
+
 impl Plan {
     /// Elements of `f32` scratch the caller provides to [`crate::forward::forward`].
     pub fn arena_len(&self) -> usize {
-        self.slot_lens.iter().sum::<usize>() + self.features_len
+        self.slot_offset(SLOTS) + self.features_len
     }
 
-    /// Offset of each slot in the arena; `SLOTS` is the features buffer.
+    /// Offset of each slot in the arena (a multiple of [`ALIGN_FLOATS`]); `SLOTS` is the
+    /// features buffer.
     pub fn slot_offset(&self, slot: usize) -> usize {
-        self.slot_lens[..slot].iter().sum()
+        self.slot_lens[..slot].iter().map(|l| l.next_multiple_of(ALIGN_FLOATS)).sum()
     }
 
     pub fn output_len(&self) -> usize {
@@ -416,11 +421,16 @@ impl LifetimePlan {
         let mut placed: Vec<usize> = Vec::new();
         let mut arena_len = 0;
         for &b in &order {
-            let (first, last, len) = (buffers[b].first, buffers[b].last, buffers[b].len);
+            // Whole lines, so every offset is a multiple of `ALIGN_FLOATS`.
+            let (first, last) = (buffers[b].first, buffers[b].last);
+            let len = buffers[b].len.next_multiple_of(ALIGN_FLOATS);
             let mut conflicts: Vec<(usize, usize)> = placed
                 .iter()
                 .filter(|&&p| buffers[p].first <= last && first <= buffers[p].last)
-                .map(|&p| (buffers[p].offset, buffers[p].offset + buffers[p].len))
+                .map(|&p| {
+                    let len = buffers[p].len.next_multiple_of(ALIGN_FLOATS);
+                    (buffers[p].offset, buffers[p].offset + len)
+                })
                 .collect();
             conflicts.sort_unstable();
             let mut offset = 0;

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use rayon::prelude::*;
+use shortcut_core::aligned::AlignedVec;
 use shortcut_core::arch::Isa;
 use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
 use shortcut_core::forward::Backend;
@@ -137,7 +138,7 @@ pub struct Engine {
     convs: Vec<PackedConv>,
     team: Option<Team>,
     /// One scratch buffer per concurrent task range, grown on first use for an input shape.
-    scratch: Vec<Mutex<Vec<f32>>>,
+    scratch: Vec<Mutex<AlignedVec>>,
 }
 
 impl Engine {
@@ -220,7 +221,7 @@ impl Engine {
             })
             .collect();
         let team = (resolved.threads > 1).then(|| Team::new(resolved.threads));
-        let scratch = (0..resolved.threads).map(|_| Mutex::new(Vec::new())).collect();
+        let scratch = (0..resolved.threads).map(|_| Mutex::new(AlignedVec::default())).collect();
         Engine { resolved, layout, convs, team, scratch }
     }
 
@@ -283,7 +284,7 @@ impl Engine {
         for s in &self.scratch {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             if s.len() < need {
-                s.resize(need, 0.0);
+                s.resize(need);
             }
         }
     }
@@ -402,7 +403,7 @@ impl Backend for Engine {
             let range = part * tasks / parts..(part + 1) * tasks / parts;
             let mut scratch = self.scratch[part].lock().unwrap_or_else(|e| e.into_inner());
             if scratch.len() < need {
-                scratch.resize(need, 0.0);
+                scratch.resize(need);
             }
             // SAFETY: the parts cover disjoint task ranges of this one call, and `output` is
             // borrowed exclusively by this call for its whole duration.

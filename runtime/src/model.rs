@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
+use shortcut_core::aligned::AlignedVec;
 use shortcut_core::forward::{forward, forward_with_layout, Backend, ForwardError};
 use shortcut_core::spec::ParamInfo;
 use shortcut_core::weights::{AffineWeights, ConvWeights, LinearWeights};
@@ -430,7 +431,7 @@ impl Model {
         let p = plan(&spec, shape)
             .map_err(|reason| RunError::Shape { shape: input.shape().to_vec(), reason })?;
         let g = self.gather();
-        let mut arena = vec![0.0f32; p.arena_len()];
+        let mut arena = AlignedVec::zeros(p.arena_len());
         let mut out = vec![0.0f32; p.output_len()];
         forward(backend, &spec, &g.weights(), input.data(), shape, &mut arena, &mut out)
             .map_err(RunError::Forward)?;
@@ -449,7 +450,7 @@ impl Model {
             model: self,
             shape,
             weights: self.gather(),
-            arena: vec![0.0; layout.arena_len()],
+            arena: AlignedVec::zeros(layout.arena_len()),
             output_len: shape.n * self.spec.head.num_classes,
             layout,
         })
@@ -492,7 +493,8 @@ pub struct Session<'m> {
     model: &'m Model,
     shape: Shape,
     weights: Gathered<'m>,
-    arena: Vec<f32>,
+    /// 64-byte aligned, as are the plan's buffer offsets.
+    arena: AlignedVec,
     layout: LifetimePlan,
     output_len: usize,
 }

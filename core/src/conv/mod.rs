@@ -61,6 +61,7 @@ use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::ops::Range;
 
+use crate::aligned::AlignedVec;
 use crate::arch::direct::CO;
 use crate::arch::{self, GemmKernel, Isa, Kernels};
 use crate::epilogue::Epilogue;
@@ -213,7 +214,8 @@ pub struct PackedConv {
     /// Packed weights, in panels of [`PackedConv::panel_rows`] output channels (`P`). GEMM and
     /// the transposed GEMM: `[group][panel][k][P]`; Winograd (either orientation):
     /// `[group][ξ][panel][k][P]`; direct `kxk`: `[group][panel][in/groups][kh][sw][⌈kw/sw⌉][CO]`.
-    a: Vec<f32>,
+    /// 64-byte aligned, so the micro-kernels' panel loads never straddle cache lines.
+    a: AlignedVec,
     /// Bias per group, zero-padded to `m_pad`.
     bias: Vec<f32>,
     /// Layouts of the input and the output ([`PackedConv::try_new_with_layouts`]).
@@ -364,6 +366,7 @@ impl PackedConv {
             }
             Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, rows, m_pad)),
         };
+        let a = AlignedVec::from_slice(&a);
         Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed, layouts })
     }
 
