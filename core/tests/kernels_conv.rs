@@ -135,10 +135,14 @@ fn check_blocked(c: &Case) -> Result<(), TestCaseError> {
             prop_assert_eq!((p.algo(), p.layouts()), (algo, layouts));
             let x =
                 if input == blocked { to(&d.x, c.in_shape, nchw, blocked) } else { d.x.clone() };
-            let mut out = to(&d.prev, out_shape, nchw, blocked);
+            // The output between guard values that must survive.
+            const GUARD: usize = 64;
+            let mut buf = vec![-7.0; out_shape.len() + 2 * GUARD];
+            buf[GUARD..][..out_shape.len()].copy_from_slice(&to(&d.prev, out_shape, nchw, blocked));
             let mut scratch = vec![f32::NAN; p.scratch_len(c.in_shape)];
-            p.run(&x, c.in_shape, &mut out, c.epilogue, &mut scratch);
-            let err = rel_error(&to(&out, out_shape, blocked, nchw), &d);
+            p.run(&x, c.in_shape, &mut buf[GUARD..][..out_shape.len()], c.epilogue, &mut scratch);
+            let out = &buf[GUARD..][..out_shape.len()];
+            let err = rel_error(&to(out, out_shape, blocked, nchw), &d);
             prop_assert!(
                 err <= tolerance(algo),
                 "{} {} {:?}: relative error {err:e} on {c:?}",
@@ -146,6 +150,25 @@ fn check_blocked(c: &Case) -> Result<(), TestCaseError> {
                 algo,
                 layouts
             );
+            let guards = buf[..GUARD].iter().chain(&buf[GUARD + out_shape.len()..]);
+            prop_assert!(
+                guards.into_iter().all(|&g| g == -7.0),
+                "{} {}: wrote past the output",
+                isa,
+                algo
+            );
+            if !c.epilogue.accumulate {
+                // One task at a time, last first, into a NaN-filled output: tasks must write
+                // disjoint elements that together cover the output.
+                let mut out = vec![f32::NAN; out_shape.len()];
+                let ptr = OutPtr::new(&mut out);
+                for t in (0..p.task_count(c.in_shape)).rev() {
+                    // SAFETY: one task at a time on this thread, `out` borrowed by `ptr` only.
+                    unsafe { p.run_tasks(t..t + 1, &x, c.in_shape, ptr, c.epilogue, &mut scratch) };
+                }
+                let err = rel_error(&to(&out, out_shape, blocked, nchw), &d);
+                prop_assert!(err <= tolerance(algo), "{} {} task by task: {err:e}", isa, algo);
+            }
             checked += 1;
         }
     }
@@ -236,29 +259,40 @@ proptest! {
 }
 
 /// Blocked-layout cases: any geometry, or (`winograd`) 3x3, stride 1, padding 1.
+/// Blocked-layout cases: any geometry (its own kernel, stride and padding per axis, padding up
+/// to the kernel's size), or (`winograd`) 3x3, stride 1, padding 1. Input channels per group
+/// up to 272, so the reduction spans several chunks (128 steps for GemmT, 256 for Winograd).
 fn blocked_case(winograd: bool) -> impl Strategy<Value = Case> {
+    let kernel = || prop_oneof![Just(1usize), Just(3), Just(5)];
     (
-        (1usize..=2, 1usize..=2, 1usize..=3, 1usize..=3),
-        (prop_oneof![Just(1usize), Just(3), Just(7)], 1usize..=3, 0usize..=3, 1usize..=3),
+        (1usize..=2, 1usize..=2, prop_oneof![1usize..=3, Just(9), Just(17)], 1usize..=3),
+        ((kernel(), kernel()), (1usize..=3, 1usize..=3), (0usize..=5, 0usize..=5), 1usize..=3),
         (1usize..=17, 1usize..=17, any::<bool>(), any::<bool>(), any::<u64>()),
     )
         .prop_map(
             move |((n, groups, bin, bout), (k, s, p, cin_stem), (h, w, accumulate, relu, seed))| {
-                let (k, s, p) = if winograd { (3, 1, 1) } else { (k, s, p.min(k / 2)) };
+                let ((kh, kw), (sh, sw), (ph, pw)) = if winograd {
+                    ((3, 3), (1, 1), (1, 1))
+                } else {
+                    (k, s, (p.0.min(k.0), p.1.min(k.1)))
+                };
                 // Blocked input needs 16-channel blocks per group; a 3-channel input (the stem)
                 // checks NCHW input into blocked output.
                 let cin = if cin_stem == 3 { 3 } else { 16 * bin * groups };
                 let groups = if cin == 3 { 1 } else { groups };
                 let cout = 16 * bout * groups;
-                let (h, w) = (h.max(k - 2 * p), w.max(k - 2 * p));
+                let (h, w) = (h.max(kh.saturating_sub(2 * ph)), w.max(kw.saturating_sub(2 * pw)));
                 Case {
-                    geom: Conv2dGeometry::square(cin, cout, k, s, p, groups),
-                    in_shape: Shape::new(n, cin, h, w),
+                    geom: rect(cin, cout, (kh, kw), (sh, sw), (ph, pw), groups),
+                    in_shape: Shape::new(n, cin, h.max(1), w.max(1)),
                     epilogue: Epilogue { accumulate, relu },
                     seed,
                 }
             },
         )
+        .prop_filter("a valid geometry whose output is not empty", |c| {
+            c.geom.is_valid() && c.geom.output_shape(c.in_shape).is_some_and(|o| !o.is_empty())
+        })
 }
 
 /// Shapes on both sides of each kernel's `MR` (channels) and `NR` (output width), and of the

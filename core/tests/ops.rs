@@ -95,9 +95,9 @@ proptest! {
     /// summation-order rounding for the average.
     #[test]
     fn blocked_ops_match_reference(n in 1usize..3, blocks in 1usize..4, h in 1usize..14,
-                                   w in 1usize..14, k in 1usize..4, s in 1usize..3, p in 0usize..2,
-                                   relu in any::<bool>(), pad_front in 0usize..12,
-                                   seed in any::<u64>()) {
+                                   w in 1usize..14, k in 1usize..5, s in 1usize..4, p in 0usize..3,
+                                   relu in any::<bool>(), extra in 1usize..3,
+                                   pad_front in 0usize..=32, seed in any::<u64>()) {
         let c = 16 * blocks;
         let shape = Shape::new(n, c, h, w);
         let x = values(shape.len(), seed);
@@ -121,7 +121,8 @@ proptest! {
         for (r, v) in a.iter().zip(&b) {
             prop_assert!((r - v).abs() <= 1e-6 * (1.0 + r.abs()), "{} vs {}", r, v);
         }
-        let out_c = c + 16;
+        // Option A pads `extra` blocks of channels; the shift need not be whole blocks.
+        let out_c = c + 16 * extra;
         let pad_front = pad_front.min(out_c - c);
         let out = reference::subsample_pad_shape(shape, s, out_c);
         let (mut a, mut b) = (vec![0.0; out.len()], vec![0.0; out.len()]);

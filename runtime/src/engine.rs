@@ -22,7 +22,9 @@ use crate::team::Team;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     pub isa: Option<Isa>,
-    /// Forces one convolution algorithm where it applies; other layers use direct/GEMM.
+    /// Forces one convolution algorithm where it applies; other layers use an exact algorithm
+    /// (direct/GEMM in NCHW, GemmT between blocked activations). Forcing one that does not run
+    /// blocked (anything but GemmT and Winograd `F(2,3)`/`F(4,3)`/`F(6,3)`) keeps NCHW.
     pub conv: Option<ConvAlgo>,
     /// Forces the layout of the activations between layers, where the network allows it
     /// (`NCHW16c` needs channel counts that are multiples of 16; see [`Engine::layout`]).
@@ -143,7 +145,6 @@ pub struct Engine {
 
 impl Engine {
     /// Packs every conv of `spec`; `conv_weights(i)` gives conv `i`'s geometry and weights.
-    /// Packs every conv of `spec`; `conv_weights(i)` gives conv `i`'s geometry and weights.
     /// Unforced algorithms are chosen for the layer's input at `natural_input` (the size the
     /// model is served at; Winograd's best tile depends on the feature-map size).
     pub fn new<'w>(
@@ -169,7 +170,11 @@ impl Engine {
                         blockable &= PackedConv::supports_layouts(ConvAlgo::GemmT, &geom, layouts);
                     }
                     Op::Linear { .. } => {}
-                    _ => blockable &= !from_input && ActLayout::Nchw16c.fits(s.in_shape.c),
+                    _ => {
+                        blockable &= !from_input
+                            && ActLayout::Nchw16c.fits(s.in_shape.c)
+                            && ActLayout::Nchw16c.fits(s.out_shape.c)
+                    }
                 }
             });
             blockable &= walked.is_ok();
@@ -290,6 +295,9 @@ impl Engine {
     }
 }
 
+/// The engine's ops work as a set: in the blocked layout every op reads and writes `NCHW16c`
+/// activations, so a backend that takes some ops from the engine and others elsewhere must use
+/// the NCHW layout (`RunOptions::layout`).
 impl Backend for Engine {
     fn max_pool2d(&self, geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &mut [f32]) {
         let out_shape = geom.output_shape(in_shape).expect("planned");

@@ -38,6 +38,7 @@ pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF
     let zero = unsafe { V::zero() };
     let mut acc = [[zero; NV]; MR];
     let (mut b, mut pf) = (t.b, t.prefetch);
+    debug_assert!(t.k.is_multiple_of(BLOCK), "blocked reduction in whole groups of 16");
     for g in 0..t.k / BLOCK {
         let at = if t.a_offsets.is_null() {
             g * t.lda
@@ -101,8 +102,8 @@ pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF
 /// relu?(src[(j / 16) * src_block + r * src_row + j % 16] + bias[j] + dst[..]?)`: a row-major
 /// source has `src_row = ld, src_block = 16`, a blocked tile `src_row = 16`.
 ///
-/// `dst` points at pixel 0 of the block holding channel 0 (`col0` counts from there), so one
-/// call writes `rows` consecutive pixels of the output channels `col0 .. col0 + cols`.
+/// `dst` points at the first pixel to write in the block holding channel 0 (`col0` counts from
+/// there), so one call writes `rows` consecutive pixels of the channels `col0 .. col0 + cols`.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockedStoreArgs {
     pub src: *const f32,
@@ -123,7 +124,8 @@ pub struct BlockedStoreArgs {
 /// The portable body of every ISA's blocked store (`Kernels::store_b`).
 ///
 /// # Safety
-/// The ISA of `V` is available; `src` is readable at `r * src_ld + j`, `bias` at `j`, and
+/// The ISA of `V` is available; `src` is readable at `(j / 16) * src_block + r * src_row + j % 16`,
+/// `bias` at `j`, and
 /// `dst` readable and writable at every element the [`BlockedStoreArgs`] formula names, for
 /// `r < rows`, `j < cols`; `src` and `dst` do not overlap; `col0` is a multiple of 16 unless
 /// the source is row-major (`src_block = 16`).
@@ -230,7 +232,7 @@ pub unsafe fn winograd_input<V: Vector, const M: usize, const A: usize>(p: &Wino
                 });
                 bt::<V, M>(&d, ti);
             }
-            let mut v = t[0];
+            let mut v = [zero; A];
             for j in 0..A {
                 let col: [V; A] = core::array::from_fn(|i| t[i][j]);
                 bt::<V, M>(&col, &mut v);

@@ -1,6 +1,7 @@
-//! [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) from channel-blocked input to channel-blocked
-//! output (`NCHW16c`, [`crate::layout`]): the driver, the weights in the reduction order that
-//! layout reads, and the operands.
+//! Convolutions from channel-blocked input to channel-blocked output (`NCHW16c`,
+//! [`crate::layout`]): the drivers of [`ConvAlgo::GemmT`](super::ConvAlgo::GemmT) ([`run`]) and
+//! of Winograd ([`run_winograd`]), the weights in the reduction order that layout reads, and
+//! the operands.
 //!
 //! The reduction runs over kernel taps, then input channel blocks, then the 16 channels of a
 //! block: step `((ky * kw + kx) * cin + ci)`. Each group of 16 steps (one tap of one channel
@@ -71,6 +72,13 @@ pub(super) unsafe fn run(
     let tiles = job.ncols.div_ceil(mr);
     let (acc, rest) = scratch.split_at_mut(tiles * mr * nr);
     let vw = row_width(pc, l.out);
+    // Windows need every tile inside one rounded row: `Layout` splits columns in whole tiles.
+    debug_assert!(
+        !windows(pc)
+            || (vw.is_multiple_of(mr)
+                && job.col0.is_multiple_of(mr)
+                && job.ncols.is_multiple_of(mr))
+    );
     let operands = if super::pointwise(geom) {
         let whole = job.ncols / mr;
         let (tile, _) = rest.split_at_mut(geom.in_per_group() * mr);
@@ -196,6 +204,8 @@ pub(super) unsafe fn run(
             if rows == mr && chans == nr {
                 continue;
             }
+            let last_block = (p * nr + chans - 1) / BLOCK;
+            debug_assert!(out_base + (last_block * ohw + pixel + rows) * BLOCK <= out.len);
             let args = BlockedStoreArgs {
                 src: acc[i * mr * nr..].as_ptr(),
                 src_row: BLOCK,
@@ -253,7 +263,8 @@ fn next_chunk(
 /// tiles of `MR` pixels, so that every tile lies in one row; otherwise the row itself.
 pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
     if windows(pc) {
-        out.w.div_ceil(pc.kernels.gemm_b.mr) * pc.kernels.gemm_b.mr
+        let mr = pc.gemm_kernel(out).mr;
+        out.w.div_ceil(mr) * mr
     } else {
         out.w
     }
@@ -416,7 +427,8 @@ pub(super) unsafe fn run_winograd(
     let (oh, ow) = (l.out.h, l.out.w);
     let ohw = oh * ow;
     let tiles_w = ow.div_ceil(m);
-    // Tiles per job rounded up to whole micro-kernel tiles (the extra rows are never read).
+    // Tiles per job rounded up to whole micro-kernel tiles; the extra rows of `V` are zeroed
+    // below (the GEMM reads them, and stale NaNs or denormals would slow it), their sums unused.
     let ntp = job.ncols.div_ceil(mr) * mr;
     let (ty0, ty1) = (job.col0 / tiles_w, (job.col0 + job.ncols - 1) / tiles_w + 1);
     let phase_w = tiles_w * m + 2;
@@ -426,6 +438,9 @@ pub(super) unsafe fn run_winograd(
     padded_rows(geom, job.img, in_shape, ty0 * m, phase_w, buf);
     let (v, rest) = rest.split_at_mut(alpha2 * cin * ntp);
     let mbuf = &mut rest[..alpha2 * nr * ntp];
+    for rows in v.chunks_exact_mut(ntp * BLOCK) {
+        rows[job.ncols * BLOCK..].fill(0.0);
+    }
     let wk = pc.kernels.winograd_b[m / 2 - 1];
     let tile_at = |t: usize| ((job.col0 + t) / tiles_w, (job.col0 + t) % tiles_w);
     for t in 0..job.ncols {
@@ -476,6 +491,9 @@ pub(super) unsafe fn run_winograd(
         for t in 0..job.ncols {
             let (ty, tx) = tile_at(t);
             let (oy, ox) = (ty * m, tx * m);
+            let last =
+                (p * nr + chans - BLOCK) * ohw + ((oy + m.min(oh - oy) - 1) * ow + ox) * BLOCK;
+            debug_assert!(job.out_base + last + m.min(ow - ox) * BLOCK <= out.len);
             let args = crate::arch::blocked::WinogradOutputArgs {
                 src: mbuf[t * BLOCK..].as_ptr(),
                 src_xi: nr * ntp,

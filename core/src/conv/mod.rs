@@ -83,9 +83,10 @@ pub enum ConvAlgo {
     Gemm,
     /// GEMM over the same implicit im2col with the operands swapped: output pixels are the
     /// micro-kernel's rows and channels its columns ([`Kernels::gemm_t`]), the epilogue applied
-    /// while the tile is transposed into NCHW. For small images, where it fills tiles that
-    /// [`ConvAlgo::Gemm`] leaves partly empty and reads each weight once per job. Applies to
-    /// every geometry.
+    /// while the tile is transposed into NCHW (or stored as it is into channel-blocked output).
+    /// For small images, where it fills tiles that [`ConvAlgo::Gemm`] leaves partly empty and
+    /// reads each weight once per job, and for every layer between blocked activations (but
+    /// Winograd's). Applies to every geometry.
     GemmT,
     /// Winograd `F(2x2, 3x3)`; `3x3`, stride 1, padding 1.
     Winograd2,
@@ -226,15 +227,19 @@ pub struct PackedConv {
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     out: Shape,
-    /// GEMM columns of one image: output pixels, or Winograd tiles.
+    /// GEMM columns of one image: output pixels, or Winograd tiles. Blocked kxk windows count
+    /// positions in output rows rounded up to whole tiles (`blocked::row_width`), the padding
+    /// positions included.
     cols: usize,
-    /// Columns per task (a multiple of `NR` unless a single block covers everything).
+    /// Columns per task (a multiple of the column unit, `NR` or, for pixel-row kernels, `MR`,
+    /// unless a single block covers everything).
     nc: usize,
     /// Column blocks per image and group.
     blocks: usize,
     /// Blocks of output channels (of [`PackedConv::panel_rows`]-channel panels) per column block.
     mblocks: usize,
-    /// Depth per chunk of the reduction (GEMM, pointwise Direct and the transposed GEMM).
+    /// Depth per chunk of the reduction (GEMM, pointwise Direct and the transposed GEMM); a
+    /// multiple of 16 with blocked input.
     kc: usize,
     /// The micro-kernel of the GEMM and pointwise paths ([`PackedConv::gemm_kernel`]).
     gemm: GemmKernel,
@@ -306,9 +311,10 @@ impl PackedConv {
     }
 
     /// [`PackedConv::try_new`] for activations in the given `(input, output)` layouts. Every
-    /// algorithm runs NCHW to NCHW; only [`ConvAlgo::GemmT`] (the default here) runs into
-    /// `NCHW16c` output, from NCHW input (the stem) or `NCHW16c` input. Blocked sides need
-    /// channels per group that are multiples of 16.
+    /// algorithm runs NCHW to NCHW. Into `NCHW16c` output run [`ConvAlgo::GemmT`] (the default
+    /// here), from NCHW input (the stem) or `NCHW16c` input, and Winograd `F(2,3)`, `F(4,3)`,
+    /// `F(6,3)` from `NCHW16c` input. Blocked sides need channels per group that are multiples
+    /// of 16. Blocked-input weights are packed in the reduction order `[kh][kw][in/groups]`.
     pub fn try_new_with_layouts(
         isa: Isa,
         algo: Option<ConvAlgo>,
@@ -596,8 +602,9 @@ impl PackedConv {
     }
 
     /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` or, for the transposed
-    /// algorithms, `avx512_gemm_f32_7x32` (AVX-512 GEMM and pointwise
-    /// layers with large outputs run its 8x48 sibling, see `PackedConv::gemm_kernel`).
+    /// algorithms, `avx512_gemm_f32_7x32`, and for blocked input `avx512_gemm_b_f32_7x32` (AVX-512
+    /// GEMM and pointwise layers with large outputs run the 8x48 and 14x32 siblings, see
+    /// `PackedConv::gemm_kernel`, which the name does not follow).
     pub fn kernel_name(&self) -> &'static str {
         if self.blocked_in() {
             self.kernels.gemm_b.name
@@ -616,7 +623,8 @@ impl PackedConv {
     /// The micro-kernel for an output of `out`'s size: the ISA's, except that AVX-512 GEMM
     /// and pointwise convolutions with at least `WIDE_PIXELS` (56x56) output pixels per image use
     /// the wider 8x48 tile (same `MR`, so the same packed weights), and blocked `1x1` layers
-    /// with at least 14x14 outputs the 14-row blocked tile (same `NR`). Winograd keeps the ISA's
+    /// without padding (stride 1 or subsampled) with at least 14x14 outputs the 14-row blocked
+    /// tile (same `NR`). Winograd keeps the ISA's
     /// kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
         #[cfg(target_arch = "x86_64")]
