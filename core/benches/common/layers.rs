@@ -3,7 +3,7 @@
 use shortcut_core::Conv2dGeometry;
 
 /// (name, geometry, input height = width).
-pub const LAYERS: [(&str, Conv2dGeometry, usize); 29] = [
+pub const LAYERS: [(&str, Conv2dGeometry, usize); 30] = [
     ("stem_7x7s2_3-64_224", Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224),
     ("1x1_256-64_56", Conv2dGeometry::square(256, 64, 1, 1, 0, 1), 56),
     ("1x1_64-256_56", Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56),
@@ -23,6 +23,7 @@ pub const LAYERS: [(&str, Conv2dGeometry, usize); 29] = [
     ("3x3s2_256-256_28", Conv2dGeometry::square(256, 256, 3, 2, 1, 1), 28),
     ("3x3s2_256-256_14", Conv2dGeometry::square(256, 256, 3, 2, 1, 1), 14),
     ("3x3_512-512_7", Conv2dGeometry::square(512, 512, 3, 1, 1, 1), 7),
+    ("stem_3x3_3-16_32", Conv2dGeometry::square(3, 16, 3, 1, 1, 1), 32),
     ("3x3_16-16_32", Conv2dGeometry::square(16, 16, 3, 1, 1, 1), 32),
     ("3x3s2_16-32_32", Conv2dGeometry::square(16, 32, 3, 2, 1, 1), 32),
     ("3x3_64-64_8", Conv2dGeometry::square(64, 64, 3, 1, 1, 1), 8),

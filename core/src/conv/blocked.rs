@@ -143,6 +143,8 @@ pub(super) unsafe fn run(
     let chunks = depth.div_ceil(l.kc);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
+        // A narrower tile for a last panel of one block, where the ISA has one.
+        let pk = pc.panel_kernel(kern, chans);
         let w_panel = &w_group[p * nr * depth..][..nr * depth];
         // Where this panel's first channel block starts in the output.
         let out_panel = out_base + p * nr * ohw;
@@ -153,10 +155,10 @@ pub(super) unsafe fn run(
             for i in 0..tiles {
                 let (a, lda, a_offsets) = a_tile(i, k0);
                 let (pixel, rows) = tile_pixels(i);
-                let whole = rows == mr && chans == nr;
+                let whole = rows == mr && chans == pk.nr;
                 let (c, ldc) = if whole {
                     debug_assert!(
-                        out_panel + (nr / BLOCK - 1) * ohw * BLOCK + (pixel + mr) * BLOCK
+                        out_panel + (pk.nr / BLOCK - 1) * ohw * BLOCK + (pixel + mr) * BLOCK
                             <= out.len
                     );
                     // SAFETY: a whole tile's pixels and the panel's `nr` channels are inside
@@ -195,13 +197,14 @@ pub(super) unsafe fn run(
                 // are in one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and its
                 // rows are inside the copy); `b` is `kc` steps of a packed `depth x NR` panel;
                 // `c` a whole tile of the output or an `MR x NR` block of `acc`, which the
-                // chunks of this panel alone touch.
-                unsafe { (kern.run)(&tile) };
+                // chunks of this panel alone touch; the panel kernel has `kern`'s rows and at
+                // most its columns.
+                unsafe { (pk.run)(&tile) };
             }
         }
         for i in 0..tiles {
             let (pixel, rows) = tile_pixels(i);
-            if rows == mr && chans == nr {
+            if rows == mr && chans == pk.nr {
                 continue;
             }
             let last_block = (p * nr + chans - 1) / BLOCK;
@@ -462,6 +465,7 @@ pub(super) unsafe fn run_winograd(
     let chunks = cin.div_ceil(l.kc);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
+        let pk = pc.panel_kernel(kern, chans);
         for xi in 0..alpha2 {
             let u = &job.weights[(xi * pc.m_pad + p * nr) * cin..][..cin * nr];
             for chunk in 0..chunks {
@@ -483,8 +487,9 @@ pub(super) unsafe fn run_winograd(
                     };
                     // SAFETY: `a` is `kc` steps (whole blocks) of `MR` tiles of `V_ξ`, `b` the
                     // matching rows of the packed `U_ξ` panel, `c` the tiles' `NR` channels of
-                    // `M_ξ` (blocked, `ntp` tiles per block).
-                    unsafe { (kern.run)(&tile) };
+                    // `M_ξ` (blocked, `ntp` tiles per block); the panel kernel has `kern`'s
+                    // rows and at most its columns.
+                    unsafe { (pk.run)(&tile) };
                 }
             }
         }

@@ -46,15 +46,18 @@ pub(super) unsafe fn run(
     let depth = pc.depth;
     let row_panels = job.ncols.div_ceil(mr);
     let (acc, rest) = scratch.split_at_mut(row_panels * mr * nr);
+    // Output pixels per row of the job's columns (rows rounded up to whole tiles for windows
+    // into blocked output; the extra pixels are computed from padding and not stored).
+    let vw = row_width(pc, l.out, mr);
     let operands = if window(pc, l.out, mr) {
         // Every tile's rows lie in one output row: each step reads `MR` consecutive floats of
         // a zero-padded, phase-split copy of the input rows (`direct::padded_rows`), at an
         // offset per step (`Tile::a_offsets`) plus one per tile. No im2col copy.
         let (sh, sw) = (geom.stride_h, geom.stride_w);
         let (kh, kw) = (geom.kernel_h, geom.kernel_w);
-        let first = job.col0 / l.out.w;
-        let out_rows = (job.col0 + job.ncols - 1) / l.out.w - first + 1;
-        let phase_w = direct::phase_width(pc, l.out);
+        let first = job.col0 / vw;
+        let out_rows = (job.col0 + job.ncols - 1) / vw - first + 1;
+        let phase_w = window_phase_width(pc, l.out, mr);
         let row_len = sw * phase_w;
         let in_plane = direct::input_rows(geom, out_rows) * row_len;
         // Layout rounds blocks to whole tiles, and `window` asks rows of whole tiles.
@@ -86,7 +89,7 @@ pub(super) unsafe fn run(
     let a_tile = |i: usize, k0: usize| match &operands {
         Operands::Window { buf, offsets, first, row_step } => {
             let p = job.col0 + i * mr;
-            let at = (p / l.out.w - first) * row_step + p % l.out.w;
+            let at = (p / vw - first) * row_step + p % vw;
             (buf[at..].as_ptr(), 0, offsets[k0..].as_ptr())
         }
         Operands::Packed { whole, .. } if i < *whole => {
@@ -108,6 +111,8 @@ pub(super) unsafe fn run(
     };
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
+        // A narrower tile for a last panel of one block, where the ISA has one.
+        let kern = pc.panel_kernel(kern, chans);
         let w_panel = &w_group[p * nr * depth..][..nr * depth];
         // `kc` steps of one weight panel stay in L1 while every pixel tile passes; the job's
         // `pixels x NR` sums accumulate in `acc` over the chunks.
@@ -142,48 +147,58 @@ pub(super) unsafe fn run(
                 unsafe { (kern.run)(&tile) };
             }
         }
-        if pc.layouts.1 == ActLayout::Nchw16c {
-            debug_assert!(out_base + (p * nr + chans) * ohw <= out.len);
-            let args = BlockedStoreArgs {
-                src: acc.as_ptr(),
-                src_row: nr,
-                src_block: BLOCK,
-                rows: job.ncols,
+        // The job's pixels, one run per output row (one run in all unless rows are rounded).
+        let mut v = job.col0;
+        while v < job.col0 + job.ncols {
+            let (oy, ox) = (v / vw, v % vw);
+            let end = (oy * vw + l.out.w).min(job.col0 + job.ncols);
+            let (src, pixel, rows) =
+                (acc[(v - job.col0) * nr..].as_ptr(), oy * l.out.w + ox, end - v);
+            v = (oy + 1) * vw;
+            if pc.layouts.1 == ActLayout::Nchw16c {
+                debug_assert!(out_base + (p * nr + chans) * ohw <= out.len);
+                let args = BlockedStoreArgs {
+                    src,
+                    src_row: nr,
+                    src_block: BLOCK,
+                    rows,
+                    cols: chans,
+                    col0: p * nr,
+                    bias: bias[p * nr..][..chans].as_ptr(),
+                    // SAFETY: the group's channels start on a block (`supports_layouts`), at
+                    // `out_base`, and pixel `pixel` is inside it.
+                    dst: unsafe { out.ptr.add(out_base + pixel * BLOCK) },
+                    dst_block: ohw * BLOCK,
+                    accumulate: ep.accumulate,
+                    relu: ep.relu,
+                };
+                // SAFETY: `acc` holds the sums of the job's pixels from `v`; channels
+                // `p*nr .. p*nr + chans` of this group and pixels `pixel .. pixel + rows` (one
+                // output row) are inside `out` and belong to this task; the ISA was checked at
+                // packing.
+                unsafe { (pc.kernels.store_b)(&args) };
+                continue;
+            }
+            let c0 = out_base + p * nr * ohw + pixel;
+            debug_assert!(c0 + (chans - 1) * ohw + rows <= out.len);
+            let args = TransposeArgs {
+                src,
+                src_ld: nr,
+                rows,
                 cols: chans,
-                col0: p * nr,
                 bias: bias[p * nr..][..chans].as_ptr(),
-                // SAFETY: the group's channels start on a block (`supports_layouts`), at
-                // `out_base`, and the job's first pixel is inside it.
-                dst: unsafe { out.ptr.add(out_base + job.col0 * BLOCK) },
-                dst_block: ohw * BLOCK,
+                // SAFETY: channels `p*nr .. p*nr + chans` of this group and the run's pixels
+                // are inside `out` and belong to this task.
+                dst: unsafe { out.ptr.add(c0) },
+                dst_ld: ohw,
                 accumulate: ep.accumulate,
                 relu: ep.relu,
             };
-            // SAFETY: `acc` holds the job's `ncols x nr` sums; channels `p*nr .. p*nr + chans`
-            // of this group and the job's pixels are inside `out` and belong to this task; the
-            // ISA was checked at packing.
-            unsafe { (pc.kernels.store_b)(&args) };
-            continue;
+            // SAFETY: `acc` holds the run's `rows x nr` sums (`ncols * nr` is bounded by the
+            // scratch budget, far below `i32::MAX`); the output run of each channel is this
+            // task's; the ISA was checked at packing.
+            unsafe { (pc.kernels.store_t)(&args) };
         }
-        let c0 = out_base + p * nr * ohw + job.col0;
-        debug_assert!(c0 + (chans - 1) * ohw + job.ncols <= out.len);
-        let args = TransposeArgs {
-            src: acc.as_ptr(),
-            src_ld: nr,
-            rows: job.ncols,
-            cols: chans,
-            bias: bias[p * nr..][..chans].as_ptr(),
-            // SAFETY: channels `p*nr .. p*nr + chans` of this group and the job's pixels are
-            // inside `out` and belong to this task.
-            dst: unsafe { out.ptr.add(c0) },
-            dst_ld: ohw,
-            accumulate: ep.accumulate,
-            relu: ep.relu,
-        };
-        // SAFETY: `acc` holds the job's `ncols x nr` sums (`ncols * nr` is bounded by the
-        // scratch budget, far below `i32::MAX`); the output run of each channel is this
-        // task's; the ISA was checked at packing.
-        unsafe { (pc.kernels.store_t)(&args) };
     }
 }
 
@@ -206,12 +221,31 @@ pub(super) fn u32_slice(floats: &mut [f32]) -> &mut [u32] {
 }
 
 /// Whether a GemmT convolution with output `out` reads its windows from a padded copy
-/// ([`Operands::Window`]): a kernel larger than 1x1, and whole tiles of `mr` pixels never cross
-/// an output row.
+/// ([`Operands::Window`]): a kernel larger than 1x1, and output rows of whole tiles of `mr`
+/// pixels, or rounded up to them for blocked output (the stem of a blocked network, e.g. a
+/// CIFAR stem at 32x32, where packing the im2col of 7-pixel tiles ran at 14 GFLOP/s).
 pub(super) fn window(pc: &PackedConv, out: Shape, mr: usize) -> bool {
     // Strided 1x1 layers (shortcuts) keep the im2col: it copies only the pixels they read,
     // the padded copy every input row and phase.
-    pc.geom.kernel_h * pc.geom.kernel_w > 1 && out.w.is_multiple_of(mr)
+    pc.geom.kernel_h * pc.geom.kernel_w > 1
+        && (out.w.is_multiple_of(mr) || pc.layouts.1 == ActLayout::Nchw16c)
+}
+
+/// Pixels per row of a job's columns: output rows rounded up to whole tiles of `mr` for
+/// windows, else the output width.
+pub(super) fn row_width(pc: &PackedConv, out: Shape, mr: usize) -> usize {
+    if window(pc, out, mr) {
+        out.w.next_multiple_of(mr)
+    } else {
+        out.w
+    }
+}
+
+/// Columns per phase of a window copy: a rounded row plus what the widest tap reaches past
+/// it, and at least the direct kernel's width (the copy is [`direct::padded_rows`]).
+fn window_phase_width(pc: &PackedConv, out: Shape, mr: usize) -> usize {
+    let reach = (pc.geom.kernel_w - 1) / pc.geom.stride_w;
+    direct::phase_width(pc, out).max(row_width(pc, out, mr) + reach)
 }
 
 /// Floats of scratch one GemmT job of at most `nc` output pixels needs.
@@ -220,7 +254,10 @@ pub(super) fn scratch_len(pc: &PackedConv, in_shape: Shape, out: Shape, nc: usiz
     let pixels = nc.div_ceil(mr) * mr;
     let operands = if window(pc, out, mr) {
         // The padded copy of the rows a job touches, and one offset per step.
-        direct::scratch_len(pc, out, (nc.div_ceil(out.w) + 1).min(out.h)) + pc.depth
+        let rows =
+            direct::input_rows(&pc.geom, (nc.div_ceil(row_width(pc, out, mr)) + 1).min(out.h));
+        let row_len = window_phase_width(pc, out, mr) * pc.geom.stride_w;
+        pc.geom.in_per_group() * rows * row_len + pc.depth
     } else {
         let packed = if super::pointwise(&pc.geom) { mr } else { pixels };
         packed * pc.depth + super::gemm::phases_len(&pc.geom, in_shape, out, nc)

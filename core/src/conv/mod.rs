@@ -658,6 +658,28 @@ impl PackedConv {
         self.kernels.gemm
     }
 
+    /// The kernel for a panel of `chans < kern.nr` channels of the pixel-rows algorithms: a
+    /// narrower sibling of `kern` (same rows) exactly `chans` wide where the ISA has one
+    /// (AVX-512's 16-column tiles), else `kern` itself (it computes the zero-padded columns
+    /// too).
+    fn panel_kernel(&self, kern: GemmKernel, chans: usize) -> GemmKernel {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernels.isa == Isa::Avx512 && chans < kern.nr {
+            use arch::x86_64::avx512;
+            let narrow = if self.blocked_in() {
+                avx512::gemm_b_narrow_for(kern.mr)
+            } else {
+                Some(avx512::GEMM_T_NARROW)
+                    .filter(|n| kern.name == self.kernels.gemm_t.name && n.mr == kern.mr)
+            };
+            if let Some(narrow) = narrow.filter(|n| n.nr == chans) {
+                return narrow;
+            }
+        }
+        let _ = chans;
+        kern
+    }
+
     /// Output channels per panel of packed weights.
     fn panel_rows(&self) -> usize {
         if self.direct_kxk() {
@@ -696,7 +718,12 @@ impl PackedConv {
                 (out.h, (rows / self.geom.stride_h).max(1))
             }
             None if self.algo == ConvAlgo::GemmT => {
-                (out.h * blocked::row_width(self, out), (B_BUDGET / self.depth).max(nr))
+                let row = if self.blocked_in() {
+                    blocked::row_width(self, out)
+                } else {
+                    gemm_t::row_width(self, out, gemm.mr)
+                };
+                (out.h * row, (B_BUDGET / self.depth).max(nr))
             }
             None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {

@@ -270,6 +270,56 @@ unsafe fn gemm_b_14x32(t: &Tile) {
 pub const GEMM_B_WIDE: GemmKernel =
     GemmKernel { name: "avx512_gemm_b_f32_14x32", mr: 14, nr: 32, run: gemm_b_14x32 };
 
+/// One channel block wide: the blocked tiles for a last panel of 16 channels (layers whose
+/// channels per group are an odd multiple of 16, e.g. CIFAR ResNets' 16-channel stage), which
+/// the 32-column tiles would compute half on zero weights and store through scratch.
+///
+/// # Safety
+/// See [`crate::arch::blocked::gemm_blocked`] with `nr = 16`; AVX-512F is available.
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_b_narrow<const MR: usize>(t: &Tile) {
+    if t.prefetch.is_null() {
+        // SAFETY: forwarded contract.
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, false>(t) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, true>(t) }
+    }
+}
+
+/// The 16-column sibling of a blocked tile with `mr` rows (7: `KERNELS`' `gemm_b`, 14:
+/// [`GEMM_B_WIDE`]), reading the same packed panels (`ldb` stays the panel's width).
+pub fn gemm_b_narrow_for(mr: usize) -> Option<GemmKernel> {
+    match mr {
+        7 => Some(GemmKernel {
+            name: "avx512_gemm_b_f32_7x16",
+            mr: 7,
+            nr: 16,
+            run: gemm_b_narrow::<7>,
+        }),
+        14 => Some(GemmKernel {
+            name: "avx512_gemm_b_f32_14x16",
+            mr: 14,
+            nr: 16,
+            run: gemm_b_narrow::<14>,
+        }),
+        _ => None,
+    }
+}
+
+/// # Safety
+/// See [`GemmKernel`]; AVX-512F is available.
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_7x16(t: &Tile) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<7, 1>(t) }
+}
+
+/// The 16-column sibling of [`gemm_7x32`] for a last panel of 16 channels (the 16-channel stem
+/// of a CIFAR ResNet in a blocked network).
+pub const GEMM_T_NARROW: GemmKernel =
+    GemmKernel { name: "avx512_gemm_f32_7x16", mr: 7, nr: 16, run: gemm_7x16 };
+
 /// Sixteen `f32` lanes in a zmm register.
 #[derive(Clone, Copy, Debug)]
 pub struct F32x16(__m512);
