@@ -89,7 +89,7 @@ fn blocked_layout_is_bit_identical_for_1_2_and_3_threads() {
 }
 
 /// A network whose channels do not fit the blocked layout (ResNeXt-50's 4-channel groups) keeps
-/// NCHW when NCHW16c is asked for, and one that fits takes it by default only with AVX-512.
+/// NCHW when NCHW16c is asked for, and one that fits takes it by default except on NEON.
 #[test]
 fn layout_follows_the_network_and_the_isa() {
     let load = |arch: &str, isa, layout| {
@@ -101,7 +101,7 @@ fn layout_follows_the_network_and_the_isa() {
         assert_eq!(load("resnext50_32x4d", isa, Some(ActLayout::Nchw16c)), ActLayout::Nchw);
         assert_eq!(load("resnet18", isa, Some(ActLayout::Nchw16c)), ActLayout::Nchw16c);
         assert_eq!(load("resnet18", isa, Some(ActLayout::Nchw)), ActLayout::Nchw);
-        let default = if isa == Isa::Avx512 { ActLayout::Nchw16c } else { ActLayout::Nchw };
+        let default = if isa == Isa::Neon { ActLayout::Nchw } else { ActLayout::Nchw16c };
         assert_eq!(load("resnet18", isa, None), default, "{isa}");
     }
 }
