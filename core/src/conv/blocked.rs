@@ -43,7 +43,7 @@
 
 use alloc::vec::Vec;
 
-use super::gemm_t::u32_slice;
+use super::gemm_t::{next_chunk, u32_slice};
 use super::{direct, Io, Job, Layout, PackedConv};
 use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
 use crate::arch::Tile;
@@ -101,7 +101,7 @@ pub(super) unsafe fn run(
         let block_len = direct::input_rows(geom, out_rows) * row_len;
         let blocks = geom.in_per_group() / BLOCK;
         let (buf, rest) = rest.split_at_mut(blocks * block_len);
-        padded_rows(geom, img, in_shape, first, phase_w, buf);
+        direct::padded_rows(geom, img, in_shape, first, (phase_w, BLOCK), buf);
         let offsets = u32_slice(&mut rest[..depth / BLOCK]);
         for (g, o) in offsets.iter_mut().enumerate() {
             let (tap, cb) = (g / blocks, g % blocks);
@@ -186,7 +186,7 @@ pub(super) unsafe fn run(
                     load_c: chunk > 0 || (whole && ep.accumulate),
                     relu: whole && last && ep.relu,
                     prefetch: if i == 0 {
-                        next_chunk(w_group, nr, depth, l.kc, p, chunk, job.panels.end)
+                        next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
                     } else {
                         core::ptr::null()
                     },
@@ -239,27 +239,6 @@ enum Operands<'s> {
     InPlace { src: &'s [f32], plane: usize, first: usize, whole: usize, tile: &'s [f32] },
     /// The blocked padded copy, with one offset per group of 16 steps.
     Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize },
-}
-
-/// The first weights of the next chunk (of panel `p`, or of the next panel of the job), for
-/// the micro-kernel to prefetch while it runs: these layers' weights come from memory, and the
-/// hardware prefetchers stop at every page.
-fn next_chunk(
-    w_group: &[f32],
-    nr: usize,
-    depth: usize,
-    kc: usize,
-    p: usize,
-    chunk: usize,
-    panels_end: usize,
-) -> *const f32 {
-    if (chunk + 1) * kc < depth {
-        w_group[p * nr * depth + (chunk + 1) * kc * nr..].as_ptr()
-    } else if p + 1 < panels_end {
-        w_group[(p + 1) * nr * depth..].as_ptr()
-    } else {
-        core::ptr::null()
-    }
 }
 
 /// Output pixels per row of the job's column space: windows round output rows up to whole
@@ -318,44 +297,6 @@ pub(super) fn reorder_weights(geom: &Conv2dGeometry, weight: &[f32]) -> Vec<f32>
 /// of `MR`) plus the columns the widest tap reaches past it.
 pub(super) fn phase_width(geom: &Conv2dGeometry, row_tiles: usize) -> usize {
     row_tiles + (geom.kernel_w - 1) / geom.stride_w
-}
-
-/// Fills `buf` with the zero-padded, phase-split input rows that output rows from `first` on
-/// read, blocked: `[in/16][row][phase][phase_w][16]`, where padded row `r` holds input row
-/// `first * sh + r - pad_h` and element `j` of phase `q` input column `j * sw + q - pad_w`.
-/// `img` is the group's `in/groups` channels of one image in `NCHW16c`.
-pub(super) fn padded_rows(
-    geom: &Conv2dGeometry,
-    img: &[f32],
-    in_shape: Shape,
-    first: usize,
-    phase_w: usize,
-    buf: &mut [f32],
-) {
-    let (ih, iw) = (in_shape.h, in_shape.w);
-    let (sh, sw) = (geom.stride_h, geom.stride_w);
-    let plane_in = ih * iw * BLOCK;
-    let row_len = sw * phase_w * BLOCK;
-    let blocks = geom.in_per_group() / BLOCK;
-    let plane = buf.len() / blocks;
-    for (cb, dst) in buf.chunks_exact_mut(plane).enumerate() {
-        let src = &img[cb * plane_in..][..plane_in];
-        for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
-            let Some(y) = (first * sh + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
-                row.fill(0.0);
-                continue;
-            };
-            let line = &src[y * iw * BLOCK..][..iw * BLOCK];
-            for (q, phase) in row.chunks_exact_mut(phase_w * BLOCK).enumerate() {
-                for (j, px) in phase.chunks_exact_mut(BLOCK).enumerate() {
-                    match (j * sw + q).checked_sub(geom.pad_w).filter(|&x| x < iw) {
-                        Some(x) => px.copy_from_slice(&line[x * BLOCK..][..BLOCK]),
-                        None => px.fill(0.0),
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Packs pixels `p0 .. p0 + n` (`n <= mr`) of the group's blocked input into one tile of `mr`
@@ -438,7 +379,7 @@ pub(super) unsafe fn run_winograd(
     let row_len = phase_w * BLOCK;
     let block_len = ((ty1 - ty0) * m + 2) * row_len;
     let (buf, rest) = scratch.split_at_mut(cin / BLOCK * block_len);
-    padded_rows(geom, job.img, in_shape, ty0 * m, phase_w, buf);
+    direct::padded_rows(geom, job.img, in_shape, ty0 * m, (phase_w, BLOCK), buf);
     let (v, rest) = rest.split_at_mut(alpha2 * cin * ntp);
     let mbuf = &mut rest[..alpha2 * nr * ntp];
     for rows in v.chunks_exact_mut(ntp * BLOCK) {

@@ -71,22 +71,24 @@ pub(super) fn scratch_len(pc: &PackedConv, out: Shape, rows: usize) -> usize {
     pc.geom.in_per_group() * input_rows(&pc.geom, rows) * padded_width(pc, out)
 }
 
-/// Fills `buf` (`in/groups` planes of whole padded rows of `sw * phase_w` floats) with the
-/// zero-padded input rows that output rows from `first` on read: padded row `r` holds input row
-/// `first * sh + r - pad_h`, its phase `q` the columns `j * sw + q - pad_w`.
+/// Fills `buf` with the zero-padded input rows that output rows from `first` on read, split
+/// into phases: padded row `r` holds input row `first * sh + r - pad_h`, its phase `q` the
+/// columns `j * sw + q - pad_w`. Each pixel is `pixel` floats: 1 for NCHW (`buf` holds
+/// `in/groups` planes of rows of `sw * phase_w` floats), 16 for channel-blocked input (`img` is
+/// `NCHW16c`, `buf` holds `in/groups / 16` planes of rows of `sw * phase_w` 16-float pixels).
 pub(super) fn padded_rows(
     geom: &Conv2dGeometry,
     img: &[f32],
     in_shape: Shape,
     first: usize,
-    phase_w: usize,
+    (phase_w, pixel): (usize, usize),
     buf: &mut [f32],
 ) {
     let (ih, iw) = (in_shape.h, in_shape.w);
-    let plane_in = ih * iw;
+    let plane_in = ih * iw * pixel;
     let (sh, sw) = (geom.stride_h, geom.stride_w);
-    let row_len = phase_w * sw;
-    let plane = buf.len() / geom.in_per_group();
+    let row_len = phase_w * sw * pixel;
+    let plane = buf.len() / (geom.in_per_group() / pixel);
     for (ci, dst) in buf.chunks_exact_mut(plane).enumerate() {
         let src = &img[ci * plane_in..][..plane_in];
         for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
@@ -94,22 +96,34 @@ pub(super) fn padded_rows(
                 row.fill(0.0);
                 continue;
             };
-            let line = &src[y * iw..][..iw];
+            let line = &src[y * iw * pixel..][..iw * pixel];
             if sw == 1 {
-                row[..geom.pad_w].fill(0.0);
-                row[geom.pad_w..geom.pad_w + iw].copy_from_slice(line);
-                row[geom.pad_w + iw..].fill(0.0);
+                let (pad, len) = (geom.pad_w * pixel, iw * pixel);
+                row[..pad].fill(0.0);
+                row[pad..pad + len].copy_from_slice(line);
+                row[pad + len..].fill(0.0);
                 continue;
             }
-            for (q, phase) in row.chunks_exact_mut(phase_w).enumerate() {
+            for (q, phase) in row.chunks_exact_mut(phase_w * pixel).enumerate() {
                 // Element `j` is column `j * sw + q - pad_w`: inside the row for `lo <= j < hi`.
                 let lo = geom.pad_w.saturating_sub(q).div_ceil(sw).min(phase_w);
                 let hi = (iw + geom.pad_w).saturating_sub(q).div_ceil(sw).clamp(lo, phase_w);
-                phase[..lo].fill(0.0);
-                phase[hi..].fill(0.0);
-                if lo < hi {
-                    let columns = line[lo * sw + q - geom.pad_w..].iter().step_by(sw);
-                    phase[lo..hi].iter_mut().zip(columns).for_each(|(v, x)| *v = *x);
+                phase[..lo * pixel].fill(0.0);
+                phase[hi * pixel..].fill(0.0);
+                if lo == hi {
+                    continue;
+                }
+                let x0 = lo * sw + q - geom.pad_w;
+                let inside = &mut phase[lo * pixel..hi * pixel];
+                if pixel == 1 {
+                    let columns = line[x0..].iter().step_by(sw);
+                    inside.iter_mut().zip(columns).for_each(|(v, x)| *v = *x);
+                } else {
+                    let columns = line[x0 * pixel..].chunks(pixel).step_by(sw);
+                    inside
+                        .chunks_exact_mut(pixel)
+                        .zip(columns)
+                        .for_each(|(v, x)| v.copy_from_slice(x));
                 }
             }
         }
@@ -140,7 +154,7 @@ pub(super) unsafe fn run(
     let rows = input_rows(geom, job.ncols);
     let plane = rows * row_len;
     let buf = &mut scratch[..cin_g * plane];
-    padded_rows(geom, img, in_shape, job.col0, phase_w, buf);
+    padded_rows(geom, img, in_shape, job.col0, (phase_w, 1), buf);
     let (vh, vw) = virtual_kernel(geom);
     let taps = cin_g * vh * vw;
     let (a_group, bias) = (job.weights, job.bias);

@@ -63,7 +63,7 @@ pub(super) unsafe fn run(
         // Layout rounds blocks to whole tiles, and `window` asks rows of whole tiles.
         debug_assert!(job.col0.is_multiple_of(mr) && job.ncols.is_multiple_of(mr));
         let (buf, rest) = rest.split_at_mut(geom.in_per_group() * in_plane);
-        direct::padded_rows(geom, img, in_shape, first, phase_w, buf);
+        direct::padded_rows(geom, img, in_shape, first, (phase_w, 1), buf);
         let offsets = u32_slice(&mut rest[..depth]);
         for (k, o) in offsets.iter_mut().enumerate() {
             let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
@@ -100,15 +100,6 @@ pub(super) unsafe fn run(
         }
     };
     let chunks = depth.div_ceil(l.kc);
-    let next_chunk = |p: usize, chunk: usize| {
-        if chunk + 1 < chunks {
-            w_group[p * nr * depth + (chunk + 1) * l.kc * nr..].as_ptr()
-        } else if p + 1 < job.panels.end {
-            w_group[(p + 1) * nr * depth..].as_ptr()
-        } else {
-            core::ptr::null()
-        }
-    };
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
         // A narrower tile for a last panel of one block, where the ISA has one.
@@ -133,11 +124,13 @@ pub(super) unsafe fn run(
                     bias: core::ptr::null(),
                     load_c: chunk > 0,
                     relu: false,
-                    // The first tile fetches the next chunk of weights (of this panel or the
-                    // next) while the weights of this one, fetched the same way, are in cache:
-                    // these layers' weights come from memory, and the prefetchers stop at
-                    // every page.
-                    prefetch: if i == 0 { next_chunk(p, chunk) } else { core::ptr::null() },
+                    // The first tile fetches the next chunk of weights while the weights of
+                    // this one, fetched the same way, are in cache.
+                    prefetch: if i == 0 {
+                        next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
+                    } else {
+                        core::ptr::null()
+                    },
                 };
                 // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, or of `MR` pixels
                 // inside each input plane (`i < whole`), or `MR` floats of the padded copy at
@@ -210,6 +203,26 @@ enum Operands<'s> {
     /// Packed panels of `MR` pixels; the first `whole` tiles of a pointwise job read the input
     /// in place instead.
     Packed { panels: &'s [f32], whole: usize },
+}
+
+/// The first weights of the next chunk of a pixel-rows job (of panel `p`, or of the job's
+/// next panel), for the micro-kernel to prefetch while it runs: these layers' weights come
+/// from memory, and the hardware prefetchers stop at every page. Panels are `nr x depth`,
+/// chunks `kc` steps.
+pub(super) fn next_chunk(
+    w_group: &[f32],
+    (nr, depth, kc): (usize, usize, usize),
+    p: usize,
+    chunk: usize,
+    panels_end: usize,
+) -> *const f32 {
+    if (chunk + 1) * kc < depth {
+        w_group[p * nr * depth + (chunk + 1) * kc * nr..].as_ptr()
+    } else if p + 1 < panels_end {
+        w_group[(p + 1) * nr * depth..].as_ptr()
+    } else {
+        core::ptr::null()
+    }
 }
 
 /// Views scratch floats as `u32` offsets.
