@@ -734,7 +734,9 @@ impl PackedConv {
             None => (out.h * out.w, (B_BUDGET / self.depth.min(kc_max)).max(nr)),
             Some(m) => {
                 let alpha2 = (m + 2) * (m + 2);
-                let per_col = alpha2 * (self.geom.in_per_group() + self.m_pad);
+                // Blocked Winograd keeps `M` for one panel of channels at a time.
+                let m_cols = if self.blocked_in() { gemm.nr } else { self.m_pad };
+                let per_col = alpha2 * (self.geom.in_per_group() + m_cols);
                 (out.h.div_ceil(m) * out.w.div_ceil(m), (B_BUDGET / per_col).max(nr))
             }
         };
