@@ -83,19 +83,33 @@ pub fn max_pool2d(geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &
 /// Dot product with eight independent accumulators, so it vectorises.
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+    dot_rows(a, [b])[0]
+}
+
+/// `R` dot products of `a` with the rows `b`, each summed exactly as [`dot`] sums it (eight
+/// accumulators, then the tail), so grouping rows never changes a result. Reading `R` weight
+/// rows at once keeps several memory streams in flight: the FC head is bound by reading its
+/// weights.
+#[inline]
+fn dot_rows<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
+    let mut acc = [[0.0f32; 8]; R];
+    let n8 = a.len() / 8 * 8;
+    for (i, x) in a[..n8].chunks_exact(8).enumerate() {
+        for (acc, b) in acc.iter_mut().zip(&b) {
+            let y = &b[i * 8..][..8];
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
         }
     }
-    let mut tail = 0.0;
-    for (x, y) in ar.iter().zip(br) {
-        tail += x * y;
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+    core::array::from_fn(|r| {
+        let mut tail = 0.0;
+        for (x, y) in a[n8..].iter().zip(&b[r][n8..]) {
+            tail += x * y;
+        }
+        let acc = &acc[r];
+        (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+    })
 }
 
 /// Fully connected layer `y[n, o] = b[o] + x[n, :] . w[o, :]`.
@@ -111,9 +125,17 @@ pub fn linear(
     assert_eq!(bias.len(), out_features);
     assert_eq!(input.len() % in_features.max(1), 0);
     assert_eq!(output.len(), input.len() / in_features.max(1) * out_features);
+    const ROWS: usize = 4;
     for (x, y) in input.chunks_exact(in_features).zip(output.chunks_exact_mut(out_features)) {
-        for ((o, w), b) in y.iter_mut().zip(weight.chunks_exact(in_features)).zip(bias) {
-            *o = b + dot(x, w);
+        let full = out_features / ROWS * ROWS;
+        for (o0, ys) in (0..full).step_by(ROWS).zip(y.chunks_exact_mut(ROWS)) {
+            let rows = core::array::from_fn(|r| &weight[(o0 + r) * in_features..][..in_features]);
+            for ((y, d), b) in ys.iter_mut().zip(dot_rows::<ROWS>(x, rows)).zip(&bias[o0..]) {
+                *y = b + d;
+            }
+        }
+        for o in full..out_features {
+            y[o] = bias[o] + dot(x, &weight[o * in_features..][..in_features]);
         }
     }
 }
