@@ -34,10 +34,11 @@ header += b" " * (-len(header) % 8)
 data = struct.pack("<2e", 1.0, -2.0) + struct.pack("<f", 0.5)
 open("corpus/pth/tiny.safetensors", "wb").write(struct.pack("<Q", len(header)) + header + data)
 PY
-# Model files: the smallest fixtures, converted (needs a built `shortcut`).
+# Model files: the smallest fixtures, converted (needs a built `shortcut`); cifar_resnet8_optA's
+# channels (16/32/64) fit the blocked NCHW16c layout, the others' run NCHW.
 shortcut="$root/target/release/shortcut"
 [ -x "$shortcut" ] || (cd "$root" && cargo build --release -q -p shortcut-tools)
-for f in cifar_resnet8_optB kuangliu_preact_bottleneck tv_resnext_groups4_dataparallel; do
+for f in cifar_resnet8_optA cifar_resnet8_optB kuangliu_preact_bottleneck tv_resnext_groups4_dataparallel; do
   "$shortcut" convert "$root/fixtures/models/$f.pth" -o "corpus/model/$f.safetensors" >/dev/null
 done
 ls corpus/*
