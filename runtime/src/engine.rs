@@ -186,13 +186,9 @@ impl Engine {
                 if layout == ActLayout::Nchw16c {
                     let input = if reads_input[i] { ActLayout::Nchw } else { ActLayout::Nchw16c };
                     let layouts = (input, ActLayout::Nchw16c);
-                    let runs = |a| {
-                        PackedConv::supports(a, &geom)
-                            && PackedConv::supports_layouts(a, &geom, layouts)
-                    };
                     // A forced Winograd where it applies, else the exact GemmT.
                     let algo = match (resolved.conv, in_shapes[i]) {
-                        (Some(a), _) if runs(a) => a,
+                        (Some(a), _) if PackedConv::supports_layouts(a, &geom, layouts) => a,
                         (Some(_), _) | (None, None) => ConvAlgo::GemmT,
                         (None, Some(shape)) => {
                             PackedConv::choose_for_layouts(resolved.isa, &geom, shape, layouts)

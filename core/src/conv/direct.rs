@@ -8,10 +8,8 @@
 //! `kh * sw` rows (one per input row and phase) of `ceil(kw / sw)` columns, with zero weights
 //! where `kx` passes `kw` (3x3/2: 4 taps per row where 3 are real; 7x7/2: 8 for 7).
 
-use alloc::vec;
-use alloc::vec::Vec;
-
 use super::{Io, Job, Layout, PackedConv};
+use crate::aligned::AlignedVec;
 use crate::arch::direct::{DirectArgs, CO};
 use crate::shape::{Conv2dGeometry, Shape};
 
@@ -23,13 +21,13 @@ fn virtual_kernel(geom: &Conv2dGeometry) -> (usize, usize) {
 /// Packs `[out, in/groups, kh, kw]` weights into `[group][out/CO][in/groups][kh][sw][kw'][CO]`
 /// (the virtual kernel's taps), zero past the group's output channels (`m_pad` rounds them up
 /// to `CO`) and where `kx' * sw + q >= kw`.
-pub(super) fn pack_weights(geom: &Conv2dGeometry, weight: &[f32], m_pad: usize) -> Vec<f32> {
+pub(super) fn pack_weights(geom: &Conv2dGeometry, weight: &[f32], m_pad: usize) -> AlignedVec {
     let (kh, kw, sw) = (geom.kernel_h, geom.kernel_w, geom.stride_w);
     let (vh, vw) = virtual_kernel(geom);
     let cin_g = geom.in_per_group();
     let taps = cin_g * vh * vw;
     let cout_g = geom.out_per_group();
-    let mut a = vec![0.0; geom.groups * m_pad * taps];
+    let mut a = AlignedVec::zeros(geom.groups * m_pad * taps);
     for g in 0..geom.groups {
         for co in 0..cout_g {
             let (block, c) = (co / CO, co % CO);

@@ -1,10 +1,8 @@
 //! The GEMM driver: implicit im2col into packed panels (or the input rows in place for
 //! pointwise convolutions), `MR x NR` micro-kernel tiles, epilogue fused into the last store.
 
-use alloc::vec;
-use alloc::vec::Vec;
-
 use super::{ConvAlgo, Io, Job, Layout, OutPtr, PackedConv};
+use crate::aligned::AlignedVec;
 use crate::arch::{GemmKernel, Tile, MAX_TILE};
 use crate::shape::{Conv2dGeometry, Shape};
 
@@ -15,10 +13,10 @@ pub(super) fn pack_weights(
     weight: &[f32],
     mr: usize,
     m_pad: usize,
-) -> Vec<f32> {
+) -> AlignedVec {
     let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
     let cout_g = geom.out_per_group();
-    let mut a = vec![0.0; geom.groups * m_pad * depth];
+    let mut a = AlignedVec::zeros(geom.groups * m_pad * depth);
     for g in 0..geom.groups {
         for p in 0..m_pad / mr {
             let panel = &mut a[(g * m_pad + p * mr) * depth..][..mr * depth];

@@ -337,7 +337,7 @@ impl PackedConv {
             None if layouts != nchw => ConvAlgo::GemmT,
             None => PackedConv::choose(isa, geom),
         };
-        if !PackedConv::supports(algo, geom) || !PackedConv::supports_layouts(algo, geom, layouts) {
+        if !PackedConv::supports_layouts(algo, geom, layouts) {
             return None;
         }
         let mr = kernels.gemm.mr;
@@ -372,7 +372,6 @@ impl PackedConv {
             }
             Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, rows, m_pad)),
         };
-        let a = AlignedVec::from_slice(&a);
         Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed, layouts })
     }
 
@@ -516,8 +515,7 @@ impl PackedConv {
         if layouts == (ActLayout::Nchw, ActLayout::Nchw) {
             return PackedConv::choose_for_input(isa, geom, in_shape);
         }
-        let winograd = PackedConv::supports_layouts(ConvAlgo::Winograd2, geom, layouts)
-            && PackedConv::supports(ConvAlgo::Winograd2, geom);
+        let winograd = PackedConv::supports_layouts(ConvAlgo::Winograd2, geom, layouts);
         let heavy = geom.weight_len() * 4 >= 1 << 20;
         // GemmT's windows round output rows up to whole tiles: with AVX2's 6-row tiles a
         // 7-pixel row computes 12 (ResNet-50's 7x7 3x3 layers: 5.7 ms against 3.3-3.8 with
@@ -551,7 +549,8 @@ impl PackedConv {
             }
     }
 
-    /// Whether `algo` can run from and to activations in `layouts` (input, output); see
+    /// Whether `algo` computes convolutions of this geometry ([`PackedConv::supports`]) from
+    /// and to activations in `layouts` (input, output); see
     /// [`PackedConv::try_new_with_layouts`].
     pub fn supports_layouts(
         algo: ConvAlgo,
@@ -561,17 +560,20 @@ impl PackedConv {
         let fits = |layout: ActLayout, per_group| {
             layout == ActLayout::Nchw || (per_group > 0 && layout.fits(per_group))
         };
-        match layouts {
-            (ActLayout::Nchw, ActLayout::Nchw) => true,
-            (_, ActLayout::Nchw) => false,
-            (input, output) => {
-                let winograd =
-                    matches!(algo, ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6);
-                (algo == ConvAlgo::GemmT || (winograd && input == ActLayout::Nchw16c))
-                    && fits(input, geom.in_per_group())
-                    && fits(output, geom.out_per_group())
+        PackedConv::supports(algo, geom)
+            && match layouts {
+                (ActLayout::Nchw, ActLayout::Nchw) => true,
+                (_, ActLayout::Nchw) => false,
+                (input, output) => {
+                    let winograd = matches!(
+                        algo,
+                        ConvAlgo::Winograd2 | ConvAlgo::Winograd4 | ConvAlgo::Winograd6
+                    );
+                    (algo == ConvAlgo::GemmT || (winograd && input == ActLayout::Nchw16c))
+                        && fits(input, geom.in_per_group())
+                        && fits(output, geom.out_per_group())
+                }
             }
-        }
     }
 
     /// The `(input, output)` layouts of the activations this convolution reads and writes.

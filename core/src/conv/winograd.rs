@@ -14,10 +14,8 @@
 //! step 3 runs with channels in the vector lanes, each lane writing its own channel's plane of
 //! the staging buffer.
 
-use alloc::vec;
-use alloc::vec::Vec;
-
 use super::{Io, Job, Layout, OutPtr, PackedConv};
+use crate::aligned::AlignedVec;
 use crate::arch::winograd::{InputArgs, OutputArgs, StoreArgs, G2, G4, G6};
 use crate::arch::Tile;
 use crate::epilogue::Epilogue;
@@ -41,12 +39,12 @@ pub(super) fn pack_weights(
     m: usize,
     mr: usize,
     m_pad: usize,
-) -> Vec<f32> {
+) -> AlignedVec {
     let g_mat = g_matrix(m);
     let alpha = m + 2;
     let (cin_g, cout_g) = (geom.in_per_group(), geom.out_per_group());
     let group_len = alpha * alpha * m_pad * cin_g;
-    let mut a = vec![0.0; geom.groups * group_len];
+    let mut a = AlignedVec::zeros(geom.groups * group_len);
     for g in 0..geom.groups {
         for co in 0..cout_g {
             let (panel, r) = (co / mr, co % mr);
