@@ -1,6 +1,7 @@
 //! The fast portable ops against the reference, on random shapes.
 
 use proptest::prelude::*;
+use shortcut_core::arch::Isa;
 use shortcut_core::layout::{self, ActLayout};
 use shortcut_core::shape::PoolGeometry;
 use shortcut_core::{ops, reference, Shape};
@@ -45,18 +46,33 @@ proptest! {
         check_max_pool(PoolGeometry { kernel: k, stride: s, pad: p }, Shape::new(1, 2, 3, w), seed)?;
     }
 
-    /// Summation order differs: |y - ref| <= 1e-6 * (1 + sum |x w|).
+    /// Every available ISA's kernel; summation order differs from the reference's:
+    /// |y - ref| <= 1e-6 * (1 + sum |x w|). Sizes cover vector tails (`i` not a multiple of
+    /// 4/8/16) and row groups with a remainder (`o` not a multiple of 4/8). Any split of the
+    /// output rows (as threads split them) gives the same bits.
     #[test]
-    fn linear_matches_reference(n in 1usize..4, i in 1usize..70, o in 1usize..20, seed in any::<u64>()) {
+    fn linear_matches_reference(n in 1usize..4, i in 1usize..70, o in 1usize..20, cut in 0usize..20,
+                                seed in any::<u64>()) {
         let x = values(n * i, seed);
         let w = values(i * o, seed ^ 1);
         let b = values(o, seed ^ 2);
-        let (mut a, mut f) = (vec![0.0; n * o], vec![0.0; n * o]);
+        let mut a = vec![0.0; n * o];
         reference::linear(i, o, &x, &w, &b, &mut a);
-        ops::linear(i, o, &x, &w, &b, &mut f);
-        for (idx, (r, v)) in a.iter().zip(&f).enumerate() {
-            let bound: f32 = (0..i).map(|k| (x[idx / o * i + k] * w[idx % o * i + k]).abs()).sum();
-            prop_assert!((r - v).abs() <= 1e-6 * (1.0 + bound), "{} vs {}", r, v);
+        for isa in Isa::all_available() {
+            let mut f = vec![f32::NAN; n * o];
+            ops::linear(isa, i, o, &x, &w, &b, &mut f);
+            for (idx, (r, v)) in a.iter().zip(&f).enumerate() {
+                let bound: f32 = (0..i).map(|k| (x[idx / o * i + k] * w[idx % o * i + k]).abs()).sum();
+                prop_assert!((r - v).abs() <= 1e-6 * (1.0 + bound), "{}: {} vs {}", isa, r, v);
+            }
+            if n == 1 {
+                let cut = cut.min(o);
+                let mut g = vec![f32::NAN; o];
+                let (g0, g1) = g.split_at_mut(cut);
+                ops::linear(isa, i, cut, &x, &w[..cut * i], &b[..cut], g0);
+                ops::linear(isa, i, o - cut, &x, &w[cut * i..], &b[cut..], g1);
+                prop_assert_eq!(&f, &g, "{}: rows split at {}", isa, cut);
+            }
         }
     }
 

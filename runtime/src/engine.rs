@@ -376,7 +376,7 @@ impl Backend for Engine {
         // (the layer is a matrix-vector product for one image, bound by reading them).
         let parts = self.elementwise_parts(o, i);
         if parts == 1 || input.len() != i {
-            return ops::linear(i, o, input, weight, bias, output);
+            return ops::linear(self.resolved.isa, i, o, input, weight, bias, output);
         }
         // The checks of `ops::linear`, made once for the whole layer before it is split.
         assert!(weight.len() == i * o && bias.len() == o && output.len() == o, "linear: lengths");
@@ -386,7 +386,8 @@ impl Backend for Engine {
             // SAFETY: parts cover disjoint output ranges of this one call, and `output` is
             // borrowed exclusively by it.
             let dst = unsafe { out.slice_mut(o0..o1) };
-            ops::linear(i, o1 - o0, input, &weight[o0 * i..o1 * i], &bias[o0..o1], dst);
+            let (w, b) = (&weight[o0 * i..o1 * i], &bias[o0..o1]);
+            ops::linear(self.resolved.isa, i, o1 - o0, input, w, b, dst);
         });
     }
 

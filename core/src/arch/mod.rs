@@ -14,10 +14,13 @@
 //! - Winograd transforms ([`WinogradKernels`]) and a direct stride-1 convolution
 //!   ([`DirectKernel`]), written once in [`winograd`] and [`direct`] against the small
 //!   [`vector::Vector`] trait that each ISA implements with its registers, and compiled per ISA
-//!   inside its `#[target_feature]` wrappers.
+//!   inside its `#[target_feature]` wrappers;
+//! - the same way, the blocked-layout kernels ([`blocked`]) and the FC head's matrix-vector
+//!   product ([`linear`]).
 
 pub mod blocked;
 pub mod direct;
+pub mod linear;
 pub mod scalar;
 pub mod transpose;
 pub mod vector;
@@ -222,6 +225,8 @@ pub struct Kernels {
     /// `F(2,3)`, `F(4,3)`, `F(6,3)`.
     pub winograd: [WinogradKernels; 3],
     pub direct: DirectKernel,
+    /// The FC head's matrix-vector product; see [`linear::LinearArgs`].
+    pub linear: unsafe fn(&linear::LinearArgs),
 }
 
 /// The kernels of `isa`, or `None` when this build does not contain them (e.g. NEON on x86).

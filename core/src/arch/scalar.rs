@@ -16,7 +16,10 @@ pub const KERNELS: Kernels = Kernels {
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
     direct: DIRECT,
+    linear: LINEAR,
 };
+
+super::linear::linear_kernel!(vector = F32x8, rows = 4);
 
 super::winograd::winograd_kernels!(vector = F32x8);
 
@@ -133,5 +136,10 @@ impl super::vector::Vector for F32x8 {
     #[inline(always)]
     fn scale_add(self, c: f32, o: Self) -> Self {
         self.map2(o, |a, b| a * c + b)
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, o: Self) -> Self {
+        let p = self.map2(b, |a, b| a * b);
+        p.map2(o, |p, o| p + o)
     }
 }

@@ -66,6 +66,8 @@ pub trait Vector: Copy {
     fn scale(self, c: f32) -> Self;
     /// `self * c + o`.
     fn scale_add(self, c: f32, o: Self) -> Self;
+    /// `self * b + o`, lane by lane (fused where the ISA has FMA).
+    fn mul_add(self, b: Self, o: Self) -> Self;
     /// A hint to bring the cache line of `p` into L1; never faults, so `p` need not be
     /// readable. Does nothing unless the ISA has a prefetch instruction.
     ///

@@ -1,6 +1,8 @@
 //! Portable fast versions of the non-convolution ops. Written so the compiler vectorises them
 //! (independent accumulators, bounds-check-free interiors); tested against [`crate::reference`].
 
+use crate::arch::linear::LinearArgs;
+use crate::arch::Isa;
 use crate::shape::{PoolGeometry, Shape};
 
 pub mod nchw16c;
@@ -83,37 +85,26 @@ pub fn max_pool2d(geom: &PoolGeometry, input: &[f32], in_shape: Shape, output: &
 /// Dot product with eight independent accumulators, so it vectorises.
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    dot_rows(a, [b])[0]
-}
-
-/// `R` dot products of `a` with the rows `b`, each summed exactly as [`dot`] sums it (eight
-/// accumulators, then the tail), so grouping rows never changes a result. Reading `R` weight
-/// rows at once keeps several memory streams in flight: the FC head is bound by reading its
-/// weights.
-#[inline]
-fn dot_rows<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
-    let mut acc = [[0.0f32; 8]; R];
+    let mut acc = [0.0f32; 8];
     let n8 = a.len() / 8 * 8;
-    for (i, x) in a[..n8].chunks_exact(8).enumerate() {
-        for (acc, b) in acc.iter_mut().zip(&b) {
-            let y = &b[i * 8..][..8];
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
+    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
         }
     }
-    core::array::from_fn(|r| {
-        let mut tail = 0.0;
-        for (x, y) in a[n8..].iter().zip(&b[r][n8..]) {
-            tail += x * y;
-        }
-        let acc = &acc[r];
-        (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-    })
+    let tail = a[n8..].iter().zip(&b[n8..]).fold(0.0, |t, (x, y)| t + x * y);
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
 }
 
-/// Fully connected layer `y[n, o] = b[o] + x[n, :] . w[o, :]`.
+/// Fully connected layer `y[n, o] = b[o] + x[n, :] . w[o, :]`, by `isa`'s kernel
+/// ([`crate::arch::linear`]).
+///
+/// # Panics
+/// If the lengths disagree, `in_features` is zero, or `isa` is not available on this CPU or in this
+/// build.
+#[allow(clippy::too_many_arguments)]
 pub fn linear(
+    isa: Isa,
     in_features: usize,
     out_features: usize,
     input: &[f32],
@@ -125,18 +116,23 @@ pub fn linear(
     assert_eq!(bias.len(), out_features);
     assert_eq!(input.len() % in_features.max(1), 0);
     assert_eq!(output.len(), input.len() / in_features.max(1) * out_features);
-    const ROWS: usize = 4;
+    let kernels = crate::arch::kernels(isa).filter(|_| isa.is_available());
+    let kernels = kernels.unwrap_or_else(|| panic!("linear: {isa} is not available"));
+    if out_features == 0 {
+        return;
+    }
     for (x, y) in input.chunks_exact(in_features).zip(output.chunks_exact_mut(out_features)) {
-        let full = out_features / ROWS * ROWS;
-        for (o0, ys) in (0..full).step_by(ROWS).zip(y.chunks_exact_mut(ROWS)) {
-            let rows = core::array::from_fn(|r| &weight[(o0 + r) * in_features..][..in_features]);
-            for ((y, d), b) in ys.iter_mut().zip(dot_rows::<ROWS>(x, rows)).zip(&bias[o0..]) {
-                *y = b + d;
-            }
-        }
-        for o in full..out_features {
-            y[o] = bias[o] + dot(x, &weight[o * in_features..][..in_features]);
-        }
+        let args = LinearArgs {
+            x: x.as_ptr(),
+            n: in_features,
+            w: weight.as_ptr(),
+            rows: out_features,
+            bias: bias.as_ptr(),
+            y: y.as_mut_ptr(),
+        };
+        // SAFETY: the ISA is available (checked above); `x` holds `n` floats, `weight`
+        // `rows * n`, `bias` and `y` `rows` (asserted above); `y` is borrowed exclusively.
+        unsafe { (kernels.linear)(&args) };
     }
 }
 

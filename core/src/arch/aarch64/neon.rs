@@ -14,7 +14,14 @@ pub const KERNELS: Kernels = Kernels {
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
     direct: DIRECT,
+    linear: LINEAR,
 };
+
+crate::arch::linear::linear_kernel!(
+    #[target_feature(enable = "neon")]
+    vector = F32x4,
+    rows = 8
+);
 
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "neon")]
@@ -162,5 +169,9 @@ impl crate::arch::vector::Vector for F32x4 {
     #[inline(always)]
     fn scale_add(self, c: f32, o: Self) -> Self {
         F32x4(unsafe { vfmaq_n_f32(o.0, self.0, c) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, o: Self) -> Self {
+        F32x4(unsafe { vfmaq_f32(o.0, self.0, b.0) })
     }
 }

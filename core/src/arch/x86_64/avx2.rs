@@ -16,7 +16,14 @@ pub const KERNELS: Kernels = Kernels {
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
     direct: DIRECT,
+    linear: LINEAR,
 };
+
+crate::arch::linear::linear_kernel!(
+    #[target_feature(enable = "avx2,fma")]
+    vector = F32x8,
+    rows = 8
+);
 
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "avx2,fma")]
@@ -175,6 +182,10 @@ impl crate::arch::vector::Vector for F32x8 {
     #[inline(always)]
     fn scale_add(self, c: f32, o: Self) -> Self {
         F32x8(unsafe { _mm256_fmadd_ps(self.0, _mm256_set1_ps(c), o.0) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, o: Self) -> Self {
+        F32x8(unsafe { _mm256_fmadd_ps(self.0, b.0, o.0) })
     }
 }
 

@@ -14,7 +14,14 @@ pub const KERNELS: Kernels = Kernels {
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
     direct: DIRECT,
+    linear: LINEAR,
 };
+
+crate::arch::linear::linear_kernel!(
+    #[target_feature(enable = "avx512f")]
+    vector = F32x16,
+    rows = 8
+);
 
 crate::arch::winograd::winograd_kernels!(
     #[target_feature(enable = "avx512f")]
@@ -385,5 +392,9 @@ impl crate::arch::vector::Vector for F32x16 {
     #[inline(always)]
     fn scale_add(self, c: f32, o: Self) -> Self {
         F32x16(unsafe { _mm512_fmadd_ps(self.0, _mm512_set1_ps(c), o.0) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, o: Self) -> Self {
+        F32x16(unsafe { _mm512_fmadd_ps(self.0, b.0, o.0) })
     }
 }
