@@ -15,13 +15,16 @@ use super::Tile;
 /// Channels per block of the blocked layout (one AVX-512 vector).
 pub const BLOCK: usize = 16;
 
-/// The portable body of every ISA's blocked-operand micro-kernel (`Kernels::gemm_b`): an
-/// `MR x NV*N` tile, `PF` saying whether to prefetch `t.prefetch`.
+/// The portable body of every ISA's blocked-output micro-kernels: an `MR x NV*N` tile, `PF`
+/// saying whether to prefetch `t.prefetch`, `G` the steps per group of the row operand: 16
+/// for blocked input (`Kernels::gemm_b`), 1 for the plain pixel rows of NCHW input
+/// (`Kernels::gemm_tb`, the stem of a blocked network).
 ///
-/// Its [`Tile`] contract has blocked operands on both sides:
-/// - `t.k` is a multiple of [`BLOCK`]; steps `16g .. 16g + 16` form group `g`, whose rows start
-///   at `t.a + t.a_offsets[g]` (or `t.a + g * t.lda` when `a_offsets` is null), and step
-///   `16g + l` of row `r` is at `+ r * BLOCK + l` from there;
+/// Its [`Tile`] contract has blocked output, and with `G = 16` blocked input:
+/// - `t.k` is a multiple of `G`; steps `G*g .. G*g + G` form group `g`, whose rows start at
+///   `t.a + t.a_offsets[g]` (or `t.a + g * t.lda` when `a_offsets` is null), and step
+///   `G*g + l` of row `r` is at `+ r * G + l` from there (with `G = 1`, step `g`'s `MR`
+///   consecutive floats: the operand of `Kernels::gemm_t`);
 /// - `c` is blocked too: element `(r, j)` at `c + (j / 16) * ldc + r * 16 + j % 16`, so a tile
 ///   of output pixels is written straight into `NCHW16c` output (`ldc` a channel block's plane)
 ///   or into a scratch tile (`ldc = MR * 16`);
@@ -33,21 +36,29 @@ pub const BLOCK: usize = 16;
 /// stride `ldb`, `bias` (unless null) for `nr` floats, and every element of `c` named above is
 /// readable and writable and does not alias `a`/`b`.
 #[inline(always)]
-pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF: bool>(t: &Tile) {
+pub unsafe fn gemm_blocked<
+    V: Vector,
+    const MR: usize,
+    const NV: usize,
+    const PF: bool,
+    const G: usize,
+>(
+    t: &Tile,
+) {
     // SAFETY: the ISA is available (caller's contract).
     let zero = unsafe { V::zero() };
     let mut acc = [[zero; NV]; MR];
     let (mut b, mut pf) = (t.b, t.prefetch);
-    debug_assert!(t.k.is_multiple_of(BLOCK), "blocked reduction in whole groups of 16");
-    for g in 0..t.k / BLOCK {
+    debug_assert!(t.k.is_multiple_of(G), "reduction in whole groups");
+    for g in 0..t.k / G {
         let at = if t.a_offsets.is_null() {
             g * t.lda
         } else {
-            // SAFETY: `g < k / BLOCK` offsets are readable (contract).
+            // SAFETY: `g < k / G` offsets are readable (contract).
             unsafe { *t.a_offsets.add(g) as usize }
         };
         let a = t.a.wrapping_add(at);
-        for l in 0..BLOCK {
+        for l in 0..G {
             if PF {
                 for v in 0..(NV * V::N).div_ceil(16) {
                     // SAFETY: a prefetch never faults; the ISA is available.
@@ -60,7 +71,7 @@ pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const PF
             let bv: [V; NV] = core::array::from_fn(|v| unsafe { V::load(b.add(v * V::N)) });
             for (r, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: as above.
-                let x = unsafe { *a.add(r * BLOCK + l) };
+                let x = unsafe { *a.add(r * G + l) };
                 for (acc, bv) in acc.iter_mut().zip(&bv) {
                     *acc = bv.scale_add(x, *acc);
                 }
@@ -294,21 +305,35 @@ pub unsafe fn winograd_output<V: Vector, const M: usize, const A: usize>(p: &Win
     }
 }
 
-/// Defines an ISA's `GEMM_B` ([`gemm_blocked`] with `MR` rows and `NV` vectors of columns)
-/// and `STORE_B` ([`store_blocked`]) on the vector type `$v`, carrying the ISA's
-/// `#[target_feature]` attribute.
+/// Defines an ISA's `GEMM_B` and `GEMM_TB` ([`gemm_blocked`] with `MR` rows and `NV` vectors
+/// of columns, over blocked and plain rows) and `STORE_B` ([`store_blocked`]) on the vector
+/// type `$v`, carrying the ISA's `#[target_feature]` attribute.
 macro_rules! blocked_kernels {
-    ($(#[$attr:meta])* vector = $v:ty, mr = $mr:literal, nv = $nv:literal, name = $name:literal) => {
+    ($(#[$attr:meta])* vector = $v:ty, mr = $mr:literal, nv = $nv:literal, name = $name:literal,
+     name_tb = $name_tb:literal) => {
         /// # Safety
-        /// See [`$crate::arch::blocked::gemm_blocked`].
+        /// See [`$crate::arch::blocked::gemm_blocked`] with `G = 16`.
         $(#[$attr])*
         unsafe fn gemm_b_run(t: &$crate::arch::Tile) {
             if t.prefetch.is_null() {
                 // SAFETY: forwarded contract.
-                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, false>(t) }
+                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, false, 16>(t) }
             } else {
                 // SAFETY: forwarded contract.
-                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, true>(t) }
+                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, true, 16>(t) }
+            }
+        }
+
+        /// # Safety
+        /// See [`$crate::arch::blocked::gemm_blocked`] with `G = 1`.
+        $(#[$attr])*
+        unsafe fn gemm_tb_run(t: &$crate::arch::Tile) {
+            if t.prefetch.is_null() {
+                // SAFETY: forwarded contract.
+                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, false, 1>(t) }
+            } else {
+                // SAFETY: forwarded contract.
+                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, true, 1>(t) }
             }
         }
 
@@ -325,6 +350,13 @@ macro_rules! blocked_kernels {
             mr: $mr,
             nr: $nv * <$v as $crate::arch::vector::Vector>::N,
             run: gemm_b_run,
+        };
+
+        const GEMM_TB: $crate::arch::GemmKernel = $crate::arch::GemmKernel {
+            name: $name_tb,
+            mr: $mr,
+            nr: $nv * <$v as $crate::arch::vector::Vector>::N,
+            run: gemm_tb_run,
         };
 
         const STORE_B: unsafe fn(&$crate::arch::blocked::BlockedStoreArgs) = store_b_run;

@@ -218,6 +218,10 @@ pub struct Kernels {
     /// the row operand read in groups of 16 steps from blocked activations (see
     /// [`blocked::gemm_blocked`]); `nr` is a multiple of [`blocked::BLOCK`].
     pub gemm_b: GemmKernel,
+    /// The pixel-rows micro-kernel from NCHW input into channel-blocked output (the stem of a
+    /// blocked network): [`Kernels::gemm_t`]'s row operand, [`Kernels::gemm_b`]'s blocked
+    /// output, per-column bias and shape (see [`blocked::gemm_blocked`] with `G = 1`).
+    pub gemm_tb: GemmKernel,
     /// The store of tiles into channel-blocked output; see [`blocked::BlockedStoreArgs`].
     pub store_b: unsafe fn(&blocked::BlockedStoreArgs),
     /// Winograd `F(2,3)`, `F(4,3)`, `F(6,3)` transforms of channel-blocked activations.

@@ -12,6 +12,7 @@ pub const KERNELS: Kernels = Kernels {
     gemm_t: GemmKernel { name: "scalar_gemm_f32_4x8", mr: MR, nr: NR, run: gemm_4x8 },
     store_t: TRANSPOSE_STORE,
     gemm_b: GEMM_B,
+    gemm_tb: GEMM_TB,
     store_b: STORE_B,
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
@@ -25,7 +26,13 @@ super::winograd::winograd_kernels!(vector = F32x8);
 
 super::direct::direct_kernel!(vector = F32x8, widths = [1, 2]);
 
-super::blocked::blocked_kernels!(vector = F32x8, mr = 4, nv = 2, name = "scalar_gemm_b_f32_4x16");
+super::blocked::blocked_kernels!(
+    vector = F32x8,
+    mr = 4,
+    nv = 2,
+    name = "scalar_gemm_b_f32_4x16",
+    name_tb = "scalar_gemm_tb_f32_4x16"
+);
 
 super::transpose::transpose_store_kernel!(vector = F32x8);
 

@@ -61,14 +61,10 @@ pub(super) unsafe fn run(
     scratch: &mut [f32],
 ) {
     let geom = &pc.geom;
-    let kern = l.gemm;
-    let (mr, nr) = (kern.mr, kern.nr);
-    let cout_g = geom.out_per_group();
-    let Io { in_shape, out, ep } = io;
+    let (mr, nr) = (l.gemm.mr, l.gemm.nr);
+    let in_shape = io.in_shape;
     let plane = in_shape.h * in_shape.w;
-    let (img, w_group, bias, out_base) = (job.img, job.weights, job.bias, job.out_base);
-    let (ow, ohw) = (l.out.w, l.out.h * l.out.w);
-    let depth = pc.depth;
+    let (img, ow, depth) = (job.img, l.out.w, pc.depth);
     let tiles = job.ncols.div_ceil(mr);
     let (acc, rest) = scratch.split_at_mut(tiles * mr * nr);
     let vw = row_width(pc, l.out);
@@ -127,19 +123,67 @@ pub(super) unsafe fn run(
             (buf[at..].as_ptr(), 0, offsets[k0 / BLOCK..].as_ptr())
         }
     };
-    // Tile `i`'s first output pixel and how many of its rows are output pixels: tiles of
-    // windows end with their (rounded) output row, others cross rows.
     let windows = windows(pc);
-    let tile_pixels = |i: usize| {
-        let v = job.col0 + i * mr;
-        let rows = (job.col0 + job.ncols - v).min(mr);
-        if windows {
-            let (oy, ox) = (v / vw, v % vw);
-            (oy * ow + ox, rows.min(ow - ox))
-        } else {
-            (v, rows)
-        }
-    };
+    let pixels = |i| tile_pixels(job, i, mr, (vw, ow), windows);
+    // SAFETY: `a_tile(i, k0)` is `MR x 16` floats per group of 16 steps from `k0` (`Layout::kc`
+    // chunks are whole groups): whole tiles of the input or of the subsampled copy, the
+    // packed last tile, or the blocked padded copy at each group's offset (the tile's pixels
+    // are in one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and its rows are
+    // inside the copy); `acc` holds `tiles` blocked tiles; `out` is this task's (contract).
+    unsafe { run_tiles(pc, l, job, io, acc, tiles, a_tile, pixels) };
+}
+
+/// Tile `i`'s first output pixel and how many of its rows are output pixels, for a job whose
+/// columns are rows of `vw` pixels (`ow` of them output pixels) when `rounded` (windows: a
+/// tile ends with its row), else consecutive output pixels (tiles cross rows).
+pub(super) fn tile_pixels(
+    job: &Job<'_>,
+    i: usize,
+    mr: usize,
+    (vw, ow): (usize, usize),
+    rounded: bool,
+) -> (usize, usize) {
+    let v = job.col0 + i * mr;
+    let rows = (job.col0 + job.ncols - v).min(mr);
+    if rounded {
+        let (oy, ox) = (v / vw, v % vw);
+        (oy * ow + ox, rows.min(ow - ox))
+    } else {
+        (v, rows)
+    }
+}
+
+/// The tiles of a pixel-rows job into blocked output, for each panel of the job's channels
+/// and each chunk of the reduction: whole tiles (`MR` output pixels, the kernel's full width of
+/// channels) are written straight into the output with the epilogue fused (bias and the
+/// shortcut with the first chunk, ReLU with the last); the others accumulate in `acc` and are
+/// stored by `Kernels::store_b`. Shared by the blocked driver and the stem of a blocked network
+/// ([`super::gemm_t`]), which differ only in their row operand.
+///
+/// # Safety
+/// `a_tile(i, k0)` is the row operand of tile `i` from step `k0` (start, step or group stride,
+/// per-step or per-group offsets) in the form `l.gemm` reads, valid for the chunk's steps;
+/// `pixels(i)` is tile `i`'s first output pixel and count (at most `MR`, in one output row
+/// unless tiles cross rows); `acc` holds `tiles * MR * NR` floats; `out` holds the
+/// convolution's output and no other thread accesses this job's elements.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run_tiles(
+    pc: &PackedConv,
+    l: &Layout,
+    job: &Job<'_>,
+    io: Io<'_>,
+    acc: &mut [f32],
+    tiles: usize,
+    a_tile: impl Fn(usize, usize) -> (*const f32, usize, *const u32),
+    pixels: impl Fn(usize) -> (usize, usize),
+) {
+    let kern = l.gemm;
+    let (mr, nr) = (kern.mr, kern.nr);
+    let cout_g = pc.geom.out_per_group();
+    let Io { out, ep, .. } = io;
+    let (w_group, bias, out_base) = (job.weights, job.bias, job.out_base);
+    let ohw = l.out.h * l.out.w;
+    let depth = pc.depth;
     let chunks = depth.div_ceil(l.kc);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
@@ -154,7 +198,7 @@ pub(super) unsafe fn run(
             let last = chunk + 1 == chunks;
             for i in 0..tiles {
                 let (a, lda, a_offsets) = a_tile(i, k0);
-                let (pixel, rows) = tile_pixels(i);
+                let (pixel, rows) = pixels(i);
                 let whole = rows == mr && chans == pk.nr;
                 let (c, ldc) = if whole {
                     debug_assert!(
@@ -191,19 +235,15 @@ pub(super) unsafe fn run(
                         core::ptr::null()
                     },
                 };
-                // SAFETY: `a` is `kc` steps (whole groups of 16, `Layout::kc`) of `MR x 16`
-                // floats: whole tiles of the input or of the subsampled copy, the packed last
-                // tile, or the blocked padded copy at each group's offset (the tile's pixels
-                // are in one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and its
-                // rows are inside the copy); `b` is `kc` steps of a packed `depth x NR` panel;
-                // `c` a whole tile of the output or an `MR x NR` block of `acc`, which the
-                // chunks of this panel alone touch; the panel kernel has `kern`'s rows and at
-                // most its columns.
+                // SAFETY: `a` is the chunk's row operand (contract); `b` is `kc` steps of a
+                // packed `depth x NR` panel; `c` a whole tile of the output or an `MR x NR`
+                // block of `acc`, which the chunks of this panel alone touch; the panel kernel
+                // has `kern`'s rows and at most its columns.
                 unsafe { (pk.run)(&tile) };
             }
         }
         for i in 0..tiles {
-            let (pixel, rows) = tile_pixels(i);
+            let (pixel, rows) = pixels(i);
             if rows == mr && chans == pk.nr {
                 continue;
             }

@@ -11,13 +11,14 @@
 //!
 //! The cost is the store: the kernel's tile is pixels x channels while the output is NCHW, so
 //! the epilogue (bias, accumulate, ReLU) is applied while transposing the tile into place.
-//! Into channel-blocked output (`NCHW16c`, the stem of a blocked network) the tile is stored as
-//! it is, 16 channels per pixel. Blocked input has its own driver, [`super::blocked`].
+//! Into channel-blocked output (`NCHW16c`, the stem of a blocked network) there is no transpose:
+//! [`Kernels::gemm_tb`](crate::arch::Kernels::gemm_tb) writes whole tiles straight into the
+//! output, 16 channels per pixel ([`blocked::run_tiles`]). Blocked input has its own driver,
+//! [`super::blocked`].
 
-use super::direct;
 use super::gemm::pack_b;
+use super::{blocked, direct};
 use super::{Io, Job, Layout, PackedConv};
-use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
 use crate::arch::transpose::TransposeArgs;
 use crate::arch::Tile;
 use crate::layout::ActLayout;
@@ -99,6 +100,19 @@ pub(super) unsafe fn run(
             (panels[(i - whole) * depth * mr + k0 * mr..].as_ptr(), mr, core::ptr::null())
         }
     };
+    if pc.layouts.1 == ActLayout::Nchw16c {
+        // The stem of a blocked network: whole tiles go straight into the output.
+        let rounded = window(pc, l.out, mr);
+        let pixels = |i| blocked::tile_pixels(job, i, mr, (vw, l.out.w), rounded);
+        // SAFETY: `a_tile(i, k0)` is `MR` floats per step from `k0` (`Kernels::gemm_tb`'s row
+        // operand): a packed `depth x MR` panel, or `MR` pixels inside each input plane
+        // (`i < whole`), or the padded copy at each step's offset (the tile's pixels are in
+        // one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and the rows are inside
+        // the copy); `acc` holds `row_panels` tiles of `MR x NR`; `out` is this task's
+        // (contract).
+        unsafe { blocked::run_tiles(pc, l, job, io, acc, row_panels, a_tile, pixels) };
+        return;
+    }
     let chunks = depth.div_ceil(l.kc);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
@@ -148,30 +162,6 @@ pub(super) unsafe fn run(
             let (src, pixel, rows) =
                 (acc[(v - job.col0) * nr..].as_ptr(), oy * l.out.w + ox, end - v);
             v = (oy + 1) * vw;
-            if pc.layouts.1 == ActLayout::Nchw16c {
-                debug_assert!(out_base + (p * nr + chans) * ohw <= out.len);
-                let args = BlockedStoreArgs {
-                    src,
-                    src_row: nr,
-                    src_block: BLOCK,
-                    rows,
-                    cols: chans,
-                    col0: p * nr,
-                    bias: bias[p * nr..][..chans].as_ptr(),
-                    // SAFETY: the group's channels start on a block (`supports_layouts`), at
-                    // `out_base`, and pixel `pixel` is inside it.
-                    dst: unsafe { out.ptr.add(out_base + pixel * BLOCK) },
-                    dst_block: ohw * BLOCK,
-                    accumulate: ep.accumulate,
-                    relu: ep.relu,
-                };
-                // SAFETY: `acc` holds the sums of the job's pixels from `v`; channels
-                // `p*nr .. p*nr + chans` of this group and pixels `pixel .. pixel + rows` (one
-                // output row) are inside `out` and belong to this task; the ISA was checked at
-                // packing.
-                unsafe { (pc.kernels.store_b)(&args) };
-                continue;
-            }
             let c0 = out_base + p * nr * ohw + pixel;
             debug_assert!(c0 + (chans - 1) * ohw + rows <= out.len);
             let args = TransposeArgs {
@@ -263,7 +253,8 @@ fn window_phase_width(pc: &PackedConv, out: Shape, mr: usize) -> usize {
 
 /// Floats of scratch one GemmT job of at most `nc` output pixels needs.
 pub(super) fn scratch_len(pc: &PackedConv, in_shape: Shape, out: Shape, nc: usize) -> usize {
-    let (mr, nr) = (pc.kernels.gemm_t.mr, pc.kernels.gemm_t.nr);
+    let kern = pc.gemm_kernel(out);
+    let (mr, nr) = (kern.mr, kern.nr);
     let pixels = nc.div_ceil(mr) * mr;
     let operands = if window(pc, out, mr) {
         // The padded copy of the rows a job touches, and one offset per step.

@@ -343,9 +343,11 @@ impl PackedConv {
         let mr = kernels.gemm.mr;
         let direct = algo == ConvAlgo::Direct && !pointwise(geom);
         let blocked_in = layouts.0 == ActLayout::Nchw16c;
+        let blocked_out = layouts.1 == ActLayout::Nchw16c;
         let rows = match algo {
             _ if direct => CO,
             _ if blocked_in => kernels.gemm_b.nr,
+            _ if blocked_out => kernels.gemm_tb.nr,
             _ if algo.transposed() => kernels.gemm_t.nr,
             _ => mr,
         };
@@ -592,6 +594,12 @@ impl PackedConv {
         self.layouts.0 == ActLayout::Nchw16c
     }
 
+    /// Whether NCHW input is read into channel-blocked output (by [`Kernels::gemm_tb`]): the
+    /// stem of a blocked network.
+    fn blocked_out_only(&self) -> bool {
+        self.layouts == (ActLayout::Nchw, ActLayout::Nchw16c)
+    }
+
     /// Floats held by the prepacked weights and bias (the conv's resident weight memory).
     pub fn packed_len(&self) -> usize {
         self.a.len() + self.bias.len()
@@ -616,6 +624,8 @@ impl PackedConv {
     pub fn kernel_name(&self) -> &'static str {
         if self.blocked_in() {
             self.kernels.gemm_b.name
+        } else if self.blocked_out_only() {
+            self.kernels.gemm_tb.name
         } else if self.algo.transposed() {
             self.kernels.gemm_t.name
         } else {
@@ -649,6 +659,9 @@ impl PackedConv {
         if self.blocked_in() {
             return self.kernels.gemm_b;
         }
+        if self.blocked_out_only() {
+            return self.kernels.gemm_tb;
+        }
         if self.algo.transposed() {
             return self.kernels.gemm_t;
         }
@@ -676,6 +689,8 @@ impl PackedConv {
             use arch::x86_64::avx512;
             let narrow = if self.blocked_in() {
                 avx512::gemm_b_narrow_for(kern.mr)
+            } else if self.blocked_out_only() {
+                Some(avx512::GEMM_TB_NARROW).filter(|n| n.mr == kern.mr)
             } else {
                 Some(avx512::GEMM_T_NARROW)
                     .filter(|n| kern.name == self.kernels.gemm_t.name && n.mr == kern.mr)
@@ -694,6 +709,8 @@ impl PackedConv {
             CO
         } else if self.blocked_in() {
             self.kernels.gemm_b.nr
+        } else if self.blocked_out_only() {
+            self.kernels.gemm_tb.nr
         } else if self.algo.transposed() {
             self.kernels.gemm_t.nr
         } else {

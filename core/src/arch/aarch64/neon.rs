@@ -10,6 +10,7 @@ pub const KERNELS: Kernels = Kernels {
     gemm_t: GemmKernel { name: "neon_gemm_f32_8x12", mr: 8, nr: 12, run: gemm_8x12 },
     store_t: TRANSPOSE_STORE,
     gemm_b: GEMM_B,
+    gemm_tb: GEMM_TB,
     store_b: STORE_B,
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
@@ -33,7 +34,8 @@ crate::arch::blocked::blocked_kernels!(
     vector = F32x4,
     mr = 6,
     nv = 4,
-    name = "neon_gemm_b_f32_6x16"
+    name = "neon_gemm_b_f32_6x16",
+    name_tb = "neon_gemm_tb_f32_6x16"
 );
 
 crate::arch::transpose::transpose_store_kernel!(

@@ -12,6 +12,7 @@ pub const KERNELS: Kernels = Kernels {
     gemm_t: GemmKernel { name: "avx2_gemm_f32_6x16", mr: 6, nr: 16, run: gemm_6x16 },
     store_t: TRANSPOSE_STORE,
     gemm_b: GEMM_B,
+    gemm_tb: GEMM_TB,
     store_b: STORE_B,
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
@@ -35,7 +36,8 @@ crate::arch::blocked::blocked_kernels!(
     vector = F32x8,
     mr = 6,
     nv = 2,
-    name = "avx2_gemm_b_f32_6x16"
+    name = "avx2_gemm_b_f32_6x16",
+    name_tb = "avx2_gemm_tb_f32_6x16"
 );
 
 crate::arch::transpose::transpose_store_kernel!(

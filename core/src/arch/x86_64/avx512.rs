@@ -10,6 +10,7 @@ pub const KERNELS: Kernels = Kernels {
     gemm_t: GemmKernel { name: "avx512_gemm_f32_7x32", mr: 7, nr: 32, run: gemm_7x32 },
     store_t: TRANSPOSE_STORE,
     gemm_b: GEMM_B,
+    gemm_tb: GEMM_TB,
     store_b: STORE_B,
     winograd_b: WINOGRAD_B,
     winograd: WINOGRAD,
@@ -33,7 +34,8 @@ crate::arch::blocked::blocked_kernels!(
     vector = F32x16,
     mr = 7,
     nv = 2,
-    name = "avx512_gemm_b_f32_7x32"
+    name = "avx512_gemm_b_f32_7x32",
+    name_tb = "avx512_gemm_tb_f32_7x32"
 );
 
 crate::arch::transpose::transpose_store_kernel!(
@@ -265,10 +267,10 @@ pub const GEMM_WIDE: GemmKernel =
 unsafe fn gemm_b_14x32(t: &Tile) {
     if t.prefetch.is_null() {
         // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, false>(t) }
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, false, 16>(t) }
     } else {
         // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, true>(t) }
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, true, 16>(t) }
     }
 }
 
@@ -282,15 +284,15 @@ pub const GEMM_B_WIDE: GemmKernel =
 /// the 32-column tiles would compute half on zero weights and store through scratch.
 ///
 /// # Safety
-/// See [`crate::arch::blocked::gemm_blocked`] with `nr = 16`; AVX-512F is available.
+/// See [`crate::arch::blocked::gemm_blocked`] with `nr = 16` and `G`; AVX-512F is available.
 #[target_feature(enable = "avx512f")]
-unsafe fn gemm_b_narrow<const MR: usize>(t: &Tile) {
+unsafe fn gemm_b_narrow<const MR: usize, const G: usize>(t: &Tile) {
     if t.prefetch.is_null() {
         // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, false>(t) }
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, false, G>(t) }
     } else {
         // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, true>(t) }
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, true, G>(t) }
     }
 }
 
@@ -302,17 +304,22 @@ pub fn gemm_b_narrow_for(mr: usize) -> Option<GemmKernel> {
             name: "avx512_gemm_b_f32_7x16",
             mr: 7,
             nr: 16,
-            run: gemm_b_narrow::<7>,
+            run: gemm_b_narrow::<7, 16>,
         }),
         14 => Some(GemmKernel {
             name: "avx512_gemm_b_f32_14x16",
             mr: 14,
             nr: 16,
-            run: gemm_b_narrow::<14>,
+            run: gemm_b_narrow::<14, 16>,
         }),
         _ => None,
     }
 }
+
+/// The 16-column sibling of `KERNELS.gemm_tb` (the 16-channel stem of a CIFAR ResNet in a
+/// blocked network).
+pub const GEMM_TB_NARROW: GemmKernel =
+    GemmKernel { name: "avx512_gemm_tb_f32_7x16", mr: 7, nr: 16, run: gemm_b_narrow::<7, 1> };
 
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
@@ -322,8 +329,8 @@ unsafe fn gemm_7x16(t: &Tile) {
     unsafe { tile::<7, 1>(t) }
 }
 
-/// The 16-column sibling of [`gemm_7x32`] for a last panel of 16 channels (the 16-channel stem
-/// of a CIFAR ResNet in a blocked network).
+/// The 16-column sibling of [`gemm_7x32`] for a last panel of 16 channels (a 16-channel
+/// CIFAR layer in NCHW).
 pub const GEMM_T_NARROW: GemmKernel =
     GemmKernel { name: "avx512_gemm_f32_7x16", mr: 7, nr: 16, run: gemm_7x16 };
 
