@@ -50,14 +50,28 @@ pub unsafe fn gemm_blocked<
     let mut acc = [[zero; NV]; MR];
     let (mut b, mut pf) = (t.b, t.prefetch);
     debug_assert!(t.k.is_multiple_of(G), "reduction in whole groups");
-    for g in 0..t.k / G {
-        let at = if t.a_offsets.is_null() {
-            g * t.lda
+    let groups = t.k / G;
+    // Where group `g`'s rows start.
+    let group_at = |g: usize| {
+        if t.a_offsets.is_null() {
+            t.a.wrapping_add(g * t.lda)
         } else {
             // SAFETY: `g < k / G` offsets are readable (contract).
-            unsafe { *t.a_offsets.add(g) as usize }
-        };
-        let a = t.a.wrapping_add(at);
+            t.a.wrapping_add(unsafe { *t.a_offsets.add(g) } as usize)
+        }
+    };
+    for g in 0..groups {
+        let a = group_at(g);
+        if G == BLOCK && !t.a_offsets.is_null() && g + 1 < groups {
+            // The next group's rows, one cache line each (a channel block of a pixel): with
+            // offsets (windows) they are a tap or a channel block away, where the hardware
+            // prefetchers do not look. (Groups at a constant stride, `lda`, they do find.)
+            let next = group_at(g + 1);
+            for r in 0..MR {
+                // SAFETY: a prefetch never faults; the ISA is available.
+                unsafe { V::prefetch(next.wrapping_add(r * BLOCK)) };
+            }
+        }
         for l in 0..G {
             if PF {
                 for v in 0..(NV * V::N).div_ceil(16) {
