@@ -785,7 +785,11 @@ impl PackedConv {
 
     /// `f32` scratch elements one call of [`PackedConv::run_tasks`] needs for this input shape.
     pub fn scratch_len(&self, in_shape: Shape) -> usize {
-        let l = self.layout(in_shape);
+        self.scratch_len_for(&self.layout(in_shape), in_shape)
+    }
+
+    /// [`PackedConv::scratch_len`] for the layout `l` of `in_shape`.
+    fn scratch_len_for(&self, l: &Layout, in_shape: Shape) -> usize {
         let nr = l.gemm.nr;
         match self.algo {
             ConvAlgo::GemmT if self.blocked_in() => blocked::scratch_len(self, l.out, l.nc),
@@ -846,7 +850,7 @@ impl PackedConv {
             tasks.end <= l.out.n * self.geom.groups * l.blocks * l.mblocks,
             "PackedConv: task range"
         );
-        let scratch = &mut scratch[..self.scratch_len(in_shape)];
+        let scratch = &mut scratch[..self.scratch_len_for(&l, in_shape)];
         let m_panels = self.m_pad / self.panel_rows();
         let (cin_g, cout_g) = (self.geom.in_per_group(), self.geom.out_per_group());
         let plane = in_shape.h * in_shape.w;

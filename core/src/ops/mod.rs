@@ -1,5 +1,8 @@
-//! Portable fast versions of the non-convolution ops. Written so the compiler vectorises them
-//! (independent accumulators, bounds-check-free interiors); tested against [`crate::reference`].
+//! Fast versions of the non-convolution ops, tested against [`crate::reference`]. Portable code
+//! written so the compiler vectorises it (independent accumulators, bounds-check-free
+//! interiors), except [`linear`], which runs the ISA's kernel ([`crate::arch::linear`]): the FC
+//! head is bound by reading its weights, which wants prefetches and wide loads the baseline
+//! target lacks.
 
 use crate::arch::linear::LinearArgs;
 use crate::arch::Isa;
