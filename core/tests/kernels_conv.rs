@@ -767,13 +767,20 @@ fn blocked_algorithm_choice() {
 }
 
 /// Blocked 1x1 layers large enough for AVX-512's 14-row blocked tile, with partial last tiles
-/// and a last panel narrower than the tile's 32 channels, stride 1 and 2.
+/// and a last panel narrower than the tile's 32 channels, stride 1 and 2; and 7x7 outputs,
+/// whose last tile of 7 pixels runs the 7-row kernel (also its 16-column sibling).
 #[test]
 fn blocked_wide_tiles() {
     let mut seed = 5000;
-    for (cin, cout, stride, hw) in
-        [(16, 48, 1, 14), (32, 16, 1, 15), (16, 32, 1, 16), (48, 48, 2, 29), (16, 80, 2, 30)]
-    {
+    for (cin, cout, stride, hw) in [
+        (16, 48, 1, 14),
+        (32, 16, 1, 15),
+        (16, 32, 1, 16),
+        (48, 48, 2, 29),
+        (16, 80, 2, 30),
+        (32, 48, 1, 7),
+        (16, 32, 2, 13),
+    ] {
         for accumulate in [false, true] {
             seed += 1;
             let geom = Conv2dGeometry::square(cin, cout, 1, stride, 0, 1);

@@ -201,6 +201,12 @@ pub(super) unsafe fn run_tiles(
         let chans = nr.min(cout_g - p * nr);
         // A narrower tile for a last panel of one block, where the ISA has one.
         let pk = pc.panel_kernel(kern, chans);
+        // The kernel of a tile of `rows` pixels (a shorter one for a last tile, where the ISA
+        // has one), and whether the tile is whole for it: written straight into the output.
+        let tile_kernel = |rows: usize| {
+            let tk = if rows < mr { pc.tail_kernel(pk, rows) } else { pk };
+            (tk, rows == tk.mr && chans == tk.nr)
+        };
         let w_panel = &w_group[p * nr * depth..][..nr * depth];
         // Where this panel's first channel block starts in the output.
         let out_panel = out_base + p * nr * ohw;
@@ -211,10 +217,10 @@ pub(super) unsafe fn run_tiles(
             for i in 0..tiles {
                 let (a, lda, a_offsets) = a_tile(i, k0);
                 let (pixel, rows) = pixels(i);
-                let whole = rows == mr && chans == pk.nr;
+                let (tk, whole) = tile_kernel(rows);
                 let (c, ldc) = if whole {
                     debug_assert!(
-                        out_panel + (pk.nr / BLOCK - 1) * ohw * BLOCK + (pixel + mr) * BLOCK
+                        out_panel + (tk.nr / BLOCK - 1) * ohw * BLOCK + (pixel + tk.mr) * BLOCK
                             <= out.len
                     );
                     // SAFETY: a whole tile's pixels and the panel's `nr` channels are inside
@@ -255,14 +261,14 @@ pub(super) unsafe fn run_tiles(
                 };
                 // SAFETY: `a` is the chunk's row operand (contract); `b` is `kc` steps of a
                 // packed `depth x NR` panel; `c` a whole tile of the output or an `MR x NR`
-                // block of `acc`, which the chunks of this panel alone touch; the panel kernel
-                // has `kern`'s rows and at most its columns.
-                unsafe { (pk.run)(&tile) };
+                // block of `acc`, which the chunks of this panel alone touch; the tile's kernel
+                // has at most `kern`'s rows and columns.
+                unsafe { (tk.run)(&tile) };
             }
         }
         for i in 0..tiles {
             let (pixel, rows) = pixels(i);
-            if rows == mr && chans == pk.nr {
+            if tile_kernel(rows).1 {
                 continue;
             }
             let last_block = (p * nr + chans - 1) / BLOCK;

@@ -641,8 +641,9 @@ impl PackedConv {
     /// The micro-kernel for an output of `out`'s size: the ISA's, except that AVX-512 GEMM
     /// and pointwise convolutions with at least `WIDE_PIXELS` (56x56) output pixels per image use
     /// the wider 8x48 tile (same `MR`, so the same packed weights), and blocked `1x1` layers
-    /// without padding (stride 1 or subsampled) with at least 14x14 outputs the 14-row blocked
-    /// tile (same `NR`). Winograd keeps the ISA's
+    /// without padding (stride 1 or subsampled) with at least 14x14 outputs, or a multiple of 7
+    /// pixels (7x7: three 14-row tiles and a 7-row one, [`PackedConv::tail_kernel`]), the
+    /// 14-row blocked tile (same `NR`). Winograd keeps the ISA's
     /// kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
         #[cfg(target_arch = "x86_64")]
@@ -650,7 +651,7 @@ impl PackedConv {
             && self.algo == ConvAlgo::GemmT
             && !blocked::windows(self)
             && self.blocked_in()
-            && out.h * out.w >= 14 * 14
+            && (out.h * out.w >= 14 * 14 || (out.h * out.w).is_multiple_of(7))
         {
             let wide = arch::x86_64::avx512::GEMM_B_WIDE;
             debug_assert_eq!(wide.nr, self.kernels.gemm_b.nr);
@@ -700,6 +701,27 @@ impl PackedConv {
             }
         }
         let _ = chans;
+        kern
+    }
+
+    /// The kernel for a tile of `rows < kern.mr` output pixels at the end of an image: a
+    /// shorter sibling of `kern` (same columns, so the same packed panels) exactly `rows` tall
+    /// where the ISA has one (AVX-512's 7-row blocked tiles under the 14-row ones), which writes
+    /// the tile into the output; else `kern` itself, which computes the missing rows too, into
+    /// scratch.
+    fn tail_kernel(&self, kern: GemmKernel, rows: usize) -> GemmKernel {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernels.isa == Isa::Avx512 && self.blocked_in() && kern.mr == 14 && rows == 7 {
+            let short = if kern.nr == self.kernels.gemm_b.nr {
+                Some(self.kernels.gemm_b)
+            } else {
+                arch::x86_64::avx512::gemm_b_narrow_for(7)
+            };
+            if let Some(short) = short.filter(|s| s.mr == rows && s.nr == kern.nr) {
+                return short;
+            }
+        }
+        let _ = rows;
         kern
     }
 
