@@ -767,11 +767,28 @@ fn blocked_algorithm_choice() {
 }
 
 /// Blocked 1x1 layers large enough for AVX-512's 14-row blocked tile, with partial last tiles
-/// and a last panel narrower than the tile's 32 channels, stride 1 and 2; and 7x7 outputs,
-/// whose last tile of 7 pixels runs the 7-row kernel (also its 16-column sibling).
+/// and a last panel narrower than the tile's 32 channels, stride 1 and 2; 7x7 outputs, whose
+/// last tile of 7 pixels runs the 7-row kernel (also its 16-column sibling); and windows whose
+/// output rows are multiples of 14 pixels (one or two 14-row tiles per row).
 #[test]
 fn blocked_wide_tiles() {
     let mut seed = 5000;
+    let windows = [
+        (rect(16, 48, (3, 3), (2, 2), (1, 1), 1), 28),
+        (rect(32, 32, (3, 3), (1, 1), (1, 1), 1), 14),
+        (rect(16, 48, (3, 5), (2, 2), (1, 2), 1), 56),
+        (rect(32, 32, (3, 3), (2, 2), (1, 1), 2), 28),
+    ];
+    for (geom, hw) in windows {
+        for accumulate in [false, true] {
+            seed += 1;
+            let in_shape = Shape::new(2, geom.in_channels, hw, hw);
+            assert_eq!(geom.output_shape(in_shape).expect("fits").w % 14, 0);
+            let epilogue = Epilogue { accumulate, relu: !accumulate };
+            check_blocked(&Case { geom, in_shape, epilogue, seed })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
     for (cin, cout, stride, hw) in [
         (16, 48, 1, 14),
         (32, 16, 1, 15),

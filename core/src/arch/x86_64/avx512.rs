@@ -255,11 +255,12 @@ pub const GEMM_WIDE: GemmKernel =
 /// Fourteen output pixels by 32 output channels over channel-blocked input (the
 /// [`crate::arch::blocked::gemm_blocked`] contract): 28 accumulators, two loads of weights and
 /// 14 broadcasts per step, so each weight load feeds 14 FMAs instead of the 7x32 tile's 7.
-/// Used for blocked pointwise layers with at least 14x14 outputs, whose tiles are runs of
-/// pixels that need not stay in one row (`conv::PackedConv::gemm_kernel`): ResNet-50's 1x1
-/// layers at 56x56, 28x28 and 14x14 ran 7-10% faster than with 7x32 (e.g. 0.80 -> 0.72 ms,
-/// `shortcut bench resnet50 --threads 1 --profile`), while kxk windows, whose tiles must stay
-/// in one output row, keep 7 rows (a 7-pixel row would fill half a tile).
+/// Used (`conv::PackedConv::gemm_kernel`) for blocked pointwise layers with at least 14x14
+/// outputs or a multiple of 7 pixels, whose tiles are runs of pixels that need not stay in one
+/// row: ResNet-50's 1x1 layers at 56x56, 28x28 and 14x14 ran 7-10% faster than with 7x32
+/// (e.g. 0.80 -> 0.72 ms, `shortcut bench resnet50 --threads 1 --profile`), and 7x7 ones too,
+/// with a 7-row tile for the last 7 pixels. kxk windows, whose tiles must stay in one output
+/// row, use it where rows are multiples of 14 pixels; 7-pixel rows keep 7x32.
 ///
 /// # Safety
 /// See [`crate::arch::blocked::gemm_blocked`] with `MR = 14`, `nr = 32`; AVX-512F is available.
