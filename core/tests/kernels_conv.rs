@@ -808,3 +808,147 @@ fn blocked_wide_tiles() {
         }
     }
 }
+
+/// NCHW input into blocked output (the stem, `Kernels::gemm_tb`) with a reduction deeper than
+/// one chunk (`KC_T = 128`: the 7x7 ImageNet stem has depth 147, two chunks of 74), groups,
+/// batch 2, pointwise and strided; and 7-row tails of the 14-row blocked tile.
+#[test]
+fn stem_into_blocked_deep() {
+    let mut seed = 9000;
+    for (geom, in_shape) in [
+        (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), Shape::new(2, 3, 29, 31)),
+        (Conv2dGeometry::square(3, 48, 7, 2, 3, 1), Shape::new(1, 3, 33, 30)),
+        (Conv2dGeometry::square(3, 16, 7, 2, 3, 1), Shape::new(1, 3, 33, 30)),
+        (Conv2dGeometry::square(20, 48, 3, 1, 1, 1), Shape::new(2, 20, 9, 15)),
+        (Conv2dGeometry::square(200, 48, 1, 1, 0, 1), Shape::new(2, 200, 5, 9)),
+        (Conv2dGeometry::square(300, 16, 1, 2, 0, 1), Shape::new(1, 300, 9, 9)),
+        (Conv2dGeometry::square(40, 64, 3, 1, 1, 2), Shape::new(2, 40, 8, 13)),
+        (Conv2dGeometry::square(6, 32, 1, 1, 0, 2), Shape::new(2, 6, 7, 9)),
+        (rect(30, 32, (5, 3), (2, 1), (2, 1), 1), Shape::new(1, 30, 11, 23)),
+        // 7-row tails of the 14-row blocked tile, deep (3 chunks), groups, batch 2.
+        (Conv2dGeometry::square(272, 48, 1, 1, 0, 1), Shape::new(2, 272, 7, 7)),
+        (Conv2dGeometry::square(288, 64, 1, 2, 0, 2), Shape::new(2, 288, 13, 13)),
+        (Conv2dGeometry::square(32, 16, 1, 1, 0, 1), Shape::new(1, 32, 3, 7)),
+        (Conv2dGeometry::square(32, 16, 1, 1, 0, 1), Shape::new(3, 32, 1, 7)),
+        (Conv2dGeometry::square(64, 96, 1, 1, 0, 1), Shape::new(1, 64, 5, 7)),
+    ] {
+        for (accumulate, relu) in [(false, true), (true, false), (true, true)] {
+            seed += 1;
+            let epilogue = Epilogue { accumulate, relu };
+            check_blocked(&Case { geom, in_shape, epilogue, seed })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+/// The blocked-output micro-kernels (`gemm_tb`, `G = 1`; `gemm_b`, `G = 16`; AVX-512's 16-column
+/// and 14-row siblings) against a naive product: a group stride wider than a group, per-group
+/// offsets in reverse order, `ldc` wider than a tile, with and without bias, accumulate, ReLU
+/// and prefetch. Tolerance: 1e-5 * (1 + k) absolute (values in [-1, 1]).
+#[test]
+fn blocked_micro_kernels() {
+    let mut kernels: Vec<(arch::GemmKernel, usize)> = Isa::all_available()
+        .flat_map(|isa| {
+            let k = arch::kernels(isa).unwrap();
+            [(k.gemm_tb, 1), (k.gemm_b, 16)]
+        })
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx512.is_available() {
+        kernels.push((arch::x86_64::avx512::GEMM_TB_NARROW, 1));
+        kernels.push((arch::x86_64::avx512::GEMM_B_WIDE, 16));
+    }
+    for (kern, g) in kernels {
+        let (mr, nr) = (kern.mr, kern.nr);
+        for (k, load_c, relu, with_bias, pf) in [
+            (16, false, false, true, false),
+            (48, true, true, false, true),
+            (304, true, false, true, true),
+        ] {
+            let groups = k / g;
+            let lda = mr * g + 5;
+            let (a, b, bias) = (fill(1, groups * lda), fill(2, k * nr), fill(3, nr));
+            let at = |kk: usize, r: usize| a[(kk / g) * lda + r * g + kk % g];
+            let ldc = mr * 16 + 3;
+            let clen = (nr / 16) * ldc;
+            let mut c = fill(4, clen);
+            let c0 = c.clone();
+            let mut expected = c.clone();
+            for r in 0..mr {
+                for j in 0..nr {
+                    let idx = (j / 16) * ldc + r * 16 + j % 16;
+                    let mut acc: f32 = (0..k).map(|kk| at(kk, r) * b[kk * nr + j]).sum();
+                    acc +=
+                        if with_bias { bias[j] } else { 0.0 } + if load_c { c[idx] } else { 0.0 };
+                    expected[idx] = if relu { acc.max(0.0) } else { acc };
+                }
+            }
+            let tile = arch::Tile {
+                k,
+                a: a.as_ptr(),
+                lda,
+                a_offsets: std::ptr::null(),
+                b: b.as_ptr(),
+                ldb: nr,
+                c: c.as_mut_ptr(),
+                ldc,
+                bias: if with_bias { bias.as_ptr() } else { std::ptr::null() },
+                load_c,
+                relu,
+                prefetch: if pf { b.as_ptr() } else { std::ptr::null() },
+            };
+            // SAFETY: the ISA is available; `a` holds `groups` groups of `MR * G` floats at
+            // stride `lda`, `b` `k` rows of `nr`, `bias` `nr`, `c` every blocked element of the
+            // tile at `ldc`; prefetches never fault.
+            unsafe { (kern.run)(&tile) };
+            for (i, (y, e)) in c.iter().zip(&expected).enumerate() {
+                assert!(
+                    (y - e).abs() <= 1e-5 * (1.0 + k as f32),
+                    "{} k={k}: [{i}] {y} vs {e}",
+                    kern.name
+                );
+            }
+            // Offsets per group, groups reversed.
+            let offsets: Vec<u32> =
+                (0..groups).map(|gg| ((groups - 1 - gg) * lda) as u32).collect();
+            let rev: Vec<f32> =
+                (0..groups).rev().flat_map(|gg| b[gg * g * nr..][..g * nr].to_vec()).collect();
+            c.copy_from_slice(&c0);
+            let tile = arch::Tile {
+                a_offsets: offsets.as_ptr(),
+                lda: 0,
+                b: rev.as_ptr(),
+                c: c.as_mut_ptr(),
+                ..tile
+            };
+            // SAFETY: as above, with `groups` offsets each naming a group of `a`.
+            unsafe { (kern.run)(&tile) };
+            for (i, (y, e)) in c.iter().zip(&expected).enumerate() {
+                assert!(
+                    (y - e).abs() <= 1e-5 * (1.0 + k as f32),
+                    "{} offsets k={k}: [{i}] {y} vs {e}",
+                    kern.name
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// NCHW input of any channel count (deep reductions, groups, kernels 1/3/7 per axis) into
+    /// blocked output.
+    #[test]
+    fn stem_into_blocked_any(
+        (n, groups, cin_g, bout) in (1usize..=2, 1usize..=2, 1usize..=40, 1usize..=3),
+        ((kh, kw), (sh, sw), (ph, pw)) in ((prop_oneof![Just(1usize), Just(3), Just(7)], prop_oneof![Just(1usize), Just(3), Just(7)]), (1usize..=3, 1usize..=3), (0usize..=3, 0usize..=3)),
+        (h, w, accumulate, relu, seed) in (1usize..=20, 1usize..=20, any::<bool>(), any::<bool>(), any::<u64>()),
+    ) {
+        let (ph, pw) = (ph.min(kh / 2 + 1), pw.min(kw / 2 + 1));
+        let geom = rect(cin_g * groups, 16 * bout * groups, (kh, kw), (sh, sw), (ph, pw), groups);
+        let in_shape = Shape::new(n, cin_g * groups, h.max(kh), w.max(kw));
+        prop_assume!(geom.is_valid() && geom.output_shape(in_shape).is_some_and(|o| !o.is_empty()));
+        check_blocked(&Case { geom, in_shape, epilogue: Epilogue { accumulate, relu }, seed })?;
+    }
+}

@@ -379,7 +379,9 @@ impl Backend for Engine {
             return ops::linear(self.resolved.isa, i, o, input, weight, bias, output);
         }
         // The checks of `ops::linear`, made once for the whole layer before it is split.
-        assert!(weight.len() == i * o && bias.len() == o && output.len() == o, "linear: lengths");
+        let lengths =
+            Some(weight.len()) == i.checked_mul(o) && bias.len() == o && output.len() == o;
+        assert!(lengths, "linear: lengths");
         let out = OutPtr::new(output);
         self.parallel(parts, |part| {
             let (o0, o1) = (part * o / parts, (part + 1) * o / parts);

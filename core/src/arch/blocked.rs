@@ -1,6 +1,8 @@
 //! Kernels for the channel-blocked activation layout (`NCHW16c`, see [`crate::layout`]): a
-//! micro-kernel whose row operand is read straight from blocked activations, and the store
-//! that writes a tile of sums into blocked output through the convolution epilogue.
+//! micro-kernel that writes its tile straight into blocked output, its row operand read
+//! straight from blocked activations (or, for the stem of a blocked network, from plain NCHW
+//! pixel rows), and the store that writes a tile of sums into blocked output through the
+//! convolution epilogue.
 //!
 //! In the blocked layout the 16 channels of one pixel are contiguous, so a tile of `MR` output
 //! pixels by `NR` channels is `NR / 16` runs of `MR * 16` consecutive floats of the output, and
@@ -32,7 +34,7 @@ pub const BLOCK: usize = 16;
 ///
 /// # Safety
 /// The ISA of `V` is available; `NV * V::N` is the kernel's `nr`, a multiple of 16; each
-/// group's `MR * BLOCK` floats are readable, `b` is readable for `k` rows of `nr` floats at
+/// group's `MR * G` floats are readable, `b` is readable for `k` rows of `nr` floats at
 /// stride `ldb`, `bias` (unless null) for `nr` floats, and every element of `c` named above is
 /// readable and writable and does not alias `a`/`b`.
 #[inline(always)]

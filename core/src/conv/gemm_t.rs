@@ -154,7 +154,7 @@ pub(super) unsafe fn run(
                 unsafe { (kern.run)(&tile) };
             }
         }
-        // The job's pixels, one run per output row (one run in all unless rows are rounded).
+        // The job's pixels into NCHW output, one run of pixels per output row.
         let mut v = job.col0;
         while v < job.col0 + job.ncols {
             let (oy, ox) = (v / vw, v % vw);

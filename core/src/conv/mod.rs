@@ -83,7 +83,8 @@ pub enum ConvAlgo {
     Gemm,
     /// GEMM over the same implicit im2col with the operands swapped: output pixels are the
     /// micro-kernel's rows and channels its columns ([`Kernels::gemm_t`]), the epilogue applied
-    /// while the tile is transposed into NCHW (or stored as it is into channel-blocked output).
+    /// while the tile is transposed into NCHW; into channel-blocked output whole tiles are
+    /// written in place with the epilogue fused ([`Kernels::gemm_tb`], [`Kernels::gemm_b`]).
     /// For small images, where it fills tiles that [`ConvAlgo::Gemm`] leaves partly empty and
     /// reads each weight once per job, and for every layer between blocked activations (but
     /// Winograd's). Applies to every geometry.
@@ -618,8 +619,9 @@ impl PackedConv {
     }
 
     /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` or, for the transposed
-    /// algorithms, `avx512_gemm_f32_7x32`, and for blocked input `avx512_gemm_b_f32_7x32` (AVX-512
-    /// GEMM and pointwise layers with large outputs run the 8x48 and 14x32 siblings, see
+    /// algorithms, `avx512_gemm_f32_7x32`, for blocked input `avx512_gemm_b_f32_7x32` and for NCHW
+    /// input into blocked output (a blocked network's stem) `avx512_gemm_tb_f32_7x32` (AVX-512
+    /// GEMM and some blocked layers run the 8x48 and 14x32 siblings, see
     /// `PackedConv::gemm_kernel`, which the name does not follow).
     pub fn kernel_name(&self) -> &'static str {
         if self.blocked_in() {

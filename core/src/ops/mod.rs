@@ -115,10 +115,11 @@ pub fn linear(
     bias: &[f32],
     output: &mut [f32],
 ) {
-    assert_eq!(weight.len(), in_features * out_features);
+    // `checked_mul`: a product that wrapped would let short buffers pass to the kernel.
+    assert_eq!(Some(weight.len()), in_features.checked_mul(out_features));
     assert_eq!(bias.len(), out_features);
     assert_eq!(input.len() % in_features.max(1), 0);
-    assert_eq!(output.len(), input.len() / in_features.max(1) * out_features);
+    assert_eq!(Some(output.len()), (input.len() / in_features.max(1)).checked_mul(out_features));
     let kernels = crate::arch::kernels(isa).filter(|_| isa.is_available());
     let kernels = kernels.unwrap_or_else(|| panic!("linear: {isa} is not available"));
     if out_features == 0 {
