@@ -819,6 +819,9 @@ fn stem_into_blocked_deep() {
         (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), Shape::new(2, 3, 29, 31)),
         (Conv2dGeometry::square(3, 48, 7, 2, 3, 1), Shape::new(1, 3, 33, 30)),
         (Conv2dGeometry::square(3, 16, 7, 2, 3, 1), Shape::new(1, 3, 33, 30)),
+        // Rows of 14 and 28 pixels: AVX-512's 14-row stem tile, also with a narrow panel.
+        (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), Shape::new(2, 3, 17, 56)),
+        (Conv2dGeometry::square(3, 48, 7, 2, 3, 1), Shape::new(1, 3, 9, 28)),
         (Conv2dGeometry::square(20, 48, 3, 1, 1, 1), Shape::new(2, 20, 9, 15)),
         (Conv2dGeometry::square(200, 48, 1, 1, 0, 1), Shape::new(2, 200, 5, 9)),
         (Conv2dGeometry::square(300, 16, 1, 2, 0, 1), Shape::new(1, 300, 9, 9)),
@@ -857,6 +860,7 @@ fn blocked_micro_kernels() {
     if Isa::Avx512.is_available() {
         kernels.push((arch::x86_64::avx512::GEMM_TB_NARROW, 1));
         kernels.push((arch::x86_64::avx512::GEMM_B_WIDE, 16));
+        kernels.push((arch::x86_64::avx512::GEMM_TB_WIDE, 1));
     }
     for (kern, g) in kernels {
         let (mr, nr) = (kern.mr, kern.nr);

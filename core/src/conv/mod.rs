@@ -647,8 +647,10 @@ impl PackedConv {
     /// pixels (7x7: three 14-row tiles and a 7-row one, [`PackedConv::tail_kernel`]), and
     /// blocked windows whose output rows are multiples of 14 pixels (a tile stays in one row;
     /// the 3x3/2 layers into 28x28 and 14x14 ran 6-7% faster, `LAYOUT=nchw16c cargo bench -p
-    /// shortcut-core --bench conv_table -- avx512 3x3s2`), the 14-row blocked tile (same `NR`).
-    /// Winograd keeps the ISA's kernel: its columns are tiles, 4-16x fewer than pixels.
+    /// shortcut-core --bench conv_table -- avx512 3x3s2`), the 14-row blocked tile (same `NR`);
+    /// and a blocked network's kxk stem with such rows its 14-row tile (the 7x7/2 ImageNet stem:
+    /// 130/135 -> 141/142 GFLOP/s, same bench). Winograd keeps the ISA's kernel: its columns are
+    /// tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
         #[cfg(target_arch = "x86_64")]
         if self.kernels.isa == Isa::Avx512
@@ -666,6 +668,14 @@ impl PackedConv {
         }
         if self.blocked_in() {
             return self.kernels.gemm_b;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.kernels.isa == Isa::Avx512
+            && self.blocked_out_only()
+            && !pointwise(&self.geom)
+            && out.w.is_multiple_of(14)
+        {
+            return arch::x86_64::avx512::GEMM_TB_WIDE;
         }
         if self.blocked_out_only() {
             return self.kernels.gemm_tb;

@@ -275,6 +275,26 @@ unsafe fn gemm_b_14x32(t: &Tile) {
     }
 }
 
+/// The 14x32 tile of the stem of a blocked network (`gemm_blocked` with `G = 1`).
+///
+/// # Safety
+/// See [`crate::arch::blocked::gemm_blocked`] with `MR = 14`, `nr = 32`, `G = 1`; AVX-512F is
+/// available.
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_tb_14x32(t: &Tile) {
+    if t.prefetch.is_null() {
+        // SAFETY: forwarded contract.
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, false, 1>(t) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, true, 1>(t) }
+    }
+}
+
+/// The 14x32 sibling of `KERNELS.gemm_tb`, for stems whose output rows are multiples of 14.
+pub const GEMM_TB_WIDE: GemmKernel =
+    GemmKernel { name: "avx512_gemm_tb_f32_14x32", mr: 14, nr: 32, run: gemm_tb_14x32 };
+
 /// The 14x32 blocked tile (`gemm_b_14x32`); same panel width as [`KERNELS`]' `gemm_b`, so the
 /// same packed weights.
 pub const GEMM_B_WIDE: GemmKernel =
