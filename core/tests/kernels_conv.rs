@@ -753,13 +753,11 @@ fn blocked_algorithm_choice() {
         (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224, stem, ConvAlgo::GemmT),
     ];
     for isa in Isa::all_available() {
-        let mr = arch::kernels(isa).expect("available ISA has kernels").gemm_b.mr;
         for (geom, hw, layouts, want) in cases {
             let shape = Shape::new(1, geom.in_channels, hw, hw);
             let got = PackedConv::choose_for_layouts(isa, &geom, shape, layouts);
-            // Heavy 7x7 maps keep GemmT only where 7-pixel rows fill whole tiles (AVX-512's
-            // 7 rows; AVX2's 6 would compute 12 pixels per row): else F(2,3).
-            let want = if geom == heavy3 && 7 % mr != 0 { ConvAlgo::Winograd2 } else { want };
+            // Heavy 7x7 maps run GemmT on every ISA: its stride-1 windows run tiles across
+            // rows, so no tile height wastes a 7-pixel row.
             assert_eq!(got, want, "{isa}: {geom:?} at {hw}");
             assert!(PackedConv::supports_layouts(got, &geom, layouts));
         }
@@ -768,8 +766,9 @@ fn blocked_algorithm_choice() {
 
 /// Blocked 1x1 layers large enough for AVX-512's 14-row blocked tile, with partial last tiles
 /// and a last panel narrower than the tile's 32 channels, stride 1 and 2; 7x7 outputs, whose
-/// last tile of 7 pixels runs the 7-row kernel (also its 16-column sibling); and windows whose
-/// output rows are multiples of 14 pixels (one or two 14-row tiles per row).
+/// last tile of 7 pixels runs the 7-row kernel (also its 16-column sibling); windows whose
+/// output rows are multiples of 14 pixels (one or two 14-row tiles per row); and stride-1
+/// windows read from shifted copies, with tiles across rows and jobs that start mid-row.
 #[test]
 fn blocked_wide_tiles() {
     let mut seed = 5000;
@@ -779,11 +778,16 @@ fn blocked_wide_tiles() {
         (rect(16, 48, (3, 5), (2, 2), (1, 2), 1), 56),
         (rect(32, 32, (3, 3), (2, 2), (1, 1), 2), 28),
     ];
-    for (geom, hw) in windows {
+    let shifted = [
+        (rect(64, 48, (3, 3), (1, 1), (1, 1), 1), 7),
+        (rect(272, 32, (3, 3), (1, 1), (1, 1), 1), 15),
+        (rect(32, 32, (5, 3), (1, 1), (2, 1), 2), 9),
+        (rect(16, 16, (3, 3), (1, 1), (0, 0), 1), 12),
+    ];
+    for (geom, hw) in windows.into_iter().chain(shifted) {
         for accumulate in [false, true] {
             seed += 1;
             let in_shape = Shape::new(2, geom.in_channels, hw, hw);
-            assert_eq!(geom.output_shape(in_shape).expect("fits").w % 14, 0);
             let epilogue = Epilogue { accumulate, relu: !accumulate };
             check_blocked(&Case { geom, in_shape, epilogue, seed })
                 .unwrap_or_else(|e| panic!("{e}"));

@@ -75,9 +75,12 @@ pub(super) unsafe fn run(
     let tiles = job.ncols.div_ceil(mr);
     let (acc, rest) = scratch.split_at_mut(tiles * mr * nr);
     let vw = row_width(pc, l.out);
-    // Windows need every tile inside one rounded row: `Layout` splits columns in whole tiles.
+    let shifted = shifted(pc, l.out);
+    // Phase-split windows need every tile inside one rounded row: `Layout` splits columns in
+    // whole tiles.
     debug_assert!(
         !windows(pc)
+            || shifted
             || (vw.is_multiple_of(mr)
                 && job.col0.is_multiple_of(mr)
                 && job.ncols.is_multiple_of(mr))
@@ -95,6 +98,25 @@ pub(super) unsafe fn run(
         let (buf, _) = rest.split_at_mut(geom.in_per_group() * pixels);
         subsample(geom, img, in_shape, ow, job.col0, job.ncols, buf);
         Operands::InPlace { src: buf, plane: pixels, first: 0, whole: tiles, tile: &[] }
+    } else if shifted {
+        let (kh, kw) = (geom.kernel_h, geom.kernel_w);
+        let first = job.col0 / ow;
+        // Copy rows: those of the job's tiles (whole tiles, so a last partial one reads inside
+        // the copy), plus the taps below.
+        let rows = (job.col0 - first * ow + tiles * mr).div_ceil(ow) + kh - 1;
+        let shift_len = rows * ow * BLOCK;
+        let block_len = kw * shift_len;
+        let blocks = geom.in_per_group() / BLOCK;
+        let (buf, rest) = rest.split_at_mut(blocks * block_len);
+        shifted_rows(geom, img, in_shape, (first, rows, ow), buf);
+        let offsets = u32_slice(&mut rest[..depth / BLOCK]);
+        for (g, o) in offsets.iter_mut().enumerate() {
+            let (tap, cb) = (g / blocks, g % blocks);
+            let (ky, kx) = (tap / kw, tap % kw);
+            let at = cb * block_len + kx * shift_len + ky * ow * BLOCK;
+            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
+        }
+        Operands::Shifted { buf, offsets, first: first * ow }
     } else {
         let (sh, sw, kw) = (geom.stride_h, geom.stride_w, geom.kernel_w);
         let first = job.col0 / vw;
@@ -129,14 +151,20 @@ pub(super) unsafe fn run(
             let at = (v / vw - first) * row_step + (v % vw) * BLOCK;
             (buf[at..].as_ptr(), 0, offsets[k0 / BLOCK..].as_ptr())
         }
+        Operands::Shifted { buf, offsets, first } => {
+            let at = (job.col0 + i * mr - first) * BLOCK;
+            (buf[at..].as_ptr(), 0, offsets[k0 / BLOCK..].as_ptr())
+        }
     };
-    let windows = windows(pc);
-    let pixels = |i| tile_pixels(job, i, mr, (vw, ow), windows);
+    let rounded = windows(pc) && !shifted;
+    let pixels = |i| tile_pixels(job, i, mr, (vw, ow), rounded);
     // SAFETY: `a_tile(i, k0)` is `MR x 16` floats per group of 16 steps from `k0` (`Layout::kc`
     // chunks are whole groups): whole tiles of the input or of the subsampled copy, the
-    // packed last tile, or the blocked padded copy at each group's offset (the tile's pixels
+    // packed last tile, the blocked padded copy at each group's offset (the tile's pixels
     // are in one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and its rows are
-    // inside the copy); `acc` holds `tiles` blocked tiles; `out` is this task's (contract).
+    // inside the copy), or the shifted copies at each group's offset (the copy holds the
+    // rows of the job's whole tiles and `kh - 1` more); `acc` holds `tiles` blocked tiles;
+    // `out` is this task's (contract).
     unsafe { run_tiles(pc, l, job, io, acc, tiles, a_tile, pixels) };
 }
 
@@ -303,12 +331,15 @@ enum Operands<'s> {
     InPlace { src: &'s [f32], plane: usize, first: usize, whole: usize, tile: &'s [f32] },
     /// The blocked padded copy, with one offset per group of 16 steps.
     Window { buf: &'s [f32], offsets: &'s [u32], first: usize, row_step: usize },
+    /// The shifted copies ([`shifted_rows`]) from output pixel `first` on, with one offset per
+    /// group of 16 steps.
+    Shifted { buf: &'s [f32], offsets: &'s [u32], first: usize },
 }
 
 /// Output pixels per row of the job's column space: windows round output rows up to whole
 /// tiles of `MR` pixels, so that every tile lies in one row; otherwise the row itself.
 pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
-    if windows(pc) {
+    if windows(pc) && !shifted(pc, out) {
         let mr = pc.gemm_kernel(out).mr;
         out.w.div_ceil(mr) * mr
     } else {
@@ -323,6 +354,55 @@ pub(super) fn windows(pc: &PackedConv) -> bool {
     pc.blocked_in() && !(g.kernel_h * g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0)
 }
 
+/// Whether windows with output `out` read shifted copies ([`shifted_rows`]) instead of the
+/// phase-split padded copy: stride 1, with output rows that are not whole tiles of the ISA's
+/// widest blocked tile (AVX-512's 14 rows, else `gemm_b`'s). Tiles then run across rows, so
+/// nothing is rounded: ResNet's 7x7 maps run 14-row tiles (and a 7-row one) instead of 7-row
+/// ones, and 6-row tiles compute 54 pixels of a 7x7 map instead of 84.
+pub(super) fn shifted(pc: &PackedConv, out: Shape) -> bool {
+    let g = &pc.geom;
+    let widest = if pc.kernels.isa == crate::arch::Isa::Avx512 { 14 } else { pc.kernels.gemm_b.mr };
+    windows(pc) && g.stride_h == 1 && g.stride_w == 1 && !out.w.is_multiple_of(widest)
+}
+
+/// Fills `buf` with `kw` shifted copies of the zero-padded blocked input rows that stride-1
+/// windows from output row `first` on read, `rows` rows of `ow` pixels each: copy `kx`'s row
+/// `r`, column `x` is input pixel `(first + r - pad_h, x + kx - pad_w)` (zero outside the
+/// image). Layout `[block][kx][r][x][16]`. Output pixel `p` (counted from the first row's
+/// start) then reads tap `(ky, kx)` at `(ky * ow + p) * 16` of copy `kx`: consecutive pixels,
+/// across output rows, are consecutive floats.
+fn shifted_rows(
+    geom: &Conv2dGeometry,
+    img: &[f32],
+    in_shape: Shape,
+    (first, rows, ow): (usize, usize, usize),
+    buf: &mut [f32],
+) {
+    let (ih, iw) = (in_shape.h, in_shape.w);
+    let plane = ih * iw * BLOCK;
+    let shift_len = rows * ow * BLOCK;
+    let block_len = geom.kernel_w * shift_len;
+    for (cb, copies) in buf.chunks_exact_mut(block_len).enumerate() {
+        let src = &img[cb * plane..][..plane];
+        for (kx, copy) in copies.chunks_exact_mut(shift_len).enumerate() {
+            // Columns `x` in `lo .. hi` read input column `x + kx - pad_w` inside the row.
+            let lo = geom.pad_w.saturating_sub(kx).min(ow);
+            let hi = (iw + geom.pad_w).saturating_sub(kx).clamp(lo, ow);
+            for (r, row) in copy.chunks_exact_mut(ow * BLOCK).enumerate() {
+                let Some(y) = (first + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                row[..lo * BLOCK].fill(0.0);
+                row[hi * BLOCK..].fill(0.0);
+                let x0 = lo + kx - geom.pad_w;
+                row[lo * BLOCK..hi * BLOCK]
+                    .copy_from_slice(&src[(y * iw + x0) * BLOCK..][..(hi - lo) * BLOCK]);
+            }
+        }
+    }
+}
+
 /// Floats of scratch one job of at most `nc` columns (of [`row_width`]-wide rows) needs.
 pub(super) fn scratch_len(pc: &PackedConv, out: Shape, nc: usize) -> usize {
     let kern = pc.gemm_kernel(out);
@@ -333,6 +413,10 @@ pub(super) fn scratch_len(pc: &PackedConv, out: Shape, nc: usize) -> usize {
         geom.in_per_group() * mr
     } else if !windows(pc) {
         geom.in_per_group() * pixels
+    } else if shifted(pc, out) {
+        // A job's pixels start anywhere in its first row.
+        let rows = (out.w - 1 + pixels).div_ceil(out.w) + geom.kernel_h - 1;
+        geom.in_per_group() * geom.kernel_w * rows * out.w + pc.depth / BLOCK
     } else {
         let vw = row_width(pc, out);
         let rows = direct::input_rows(geom, (nc.div_ceil(vw) + 1).min(out.h));

@@ -520,15 +520,14 @@ impl PackedConv {
         }
         let winograd = PackedConv::supports_layouts(ConvAlgo::Winograd2, geom, layouts);
         let heavy = geom.weight_len() * 4 >= 1 << 20;
-        // GemmT's windows round output rows up to whole tiles: with AVX2's 6-row tiles a
-        // 7-pixel row computes 12 (ResNet-50's 7x7 3x3 layers: 5.7 ms against 3.3-3.8 with
-        // `F(2,3)`), so heavy small maps keep GemmT only when rows waste at most 1/8.
-        let mr = arch::kernels(isa).map_or(1, |k| k.gemm_b.mr);
-        let out = geom.output_shape(in_shape);
-        let rows_fit = out.is_some_and(|o| o.w.next_multiple_of(mr) * 8 <= o.w * 9);
-        match out.map(|o| o.h * o.w) {
+        // GemmT's stride-1 windows run tiles across output rows (`blocked::shifted`), so no
+        // ISA's tile height wastes a 7-pixel row. (When rows were rounded up to whole tiles,
+        // AVX2's 6-row tiles computed 12 pixels per 7 and these layers kept `F(2,3)`; with
+        // tiles across rows, AVX2 ResNet-18 runs 34.0-35.3 ms with `F(2,3)` at 7x7 and 31.2-31.9
+        // with GemmT, `shortcut bench resnet18 --threads 1 --isa avx2`.)
+        match geom.output_shape(in_shape).map(|o| o.h * o.w) {
             Some(pixels) if winograd && pixels > 196 => ConvAlgo::Winograd4,
-            Some(pixels) if winograd && (pixels > 64 || !heavy || !rows_fit) => ConvAlgo::Winograd2,
+            Some(pixels) if winograd && (pixels > 64 || !heavy) => ConvAlgo::Winograd2,
             _ => ConvAlgo::GemmT,
         }
     }
@@ -657,7 +656,7 @@ impl PackedConv {
             && self.algo == ConvAlgo::GemmT
             && self.blocked_in()
             && if blocked::windows(self) {
-                out.w.is_multiple_of(14)
+                out.w.is_multiple_of(14) || blocked::shifted(self, out)
             } else {
                 out.h * out.w >= 14 * 14 || (out.h * out.w).is_multiple_of(7)
             }
