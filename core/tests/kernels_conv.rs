@@ -783,6 +783,9 @@ fn blocked_wide_tiles() {
         (rect(272, 32, (3, 3), (1, 1), (1, 1), 1), 15),
         (rect(32, 32, (5, 3), (1, 1), (2, 1), 2), 9),
         (rect(16, 16, (3, 3), (1, 1), (0, 0), 1), 12),
+        // Also blocked Winograd with a narrow panel (F(2,3) at 13x13, F(4,3) at 28x28).
+        (rect(32, 48, (3, 3), (1, 1), (1, 1), 1), 13),
+        (rect(16, 48, (3, 3), (1, 1), (1, 1), 1), 28),
     ];
     for (geom, hw) in windows.into_iter().chain(shifted) {
         for accumulate in [false, true] {
