@@ -11,13 +11,17 @@
 //! Operands:
 //! - pointwise layers read whole tiles of the input in place; a partial last tile is packed;
 //! - strided `1x1` layers without padding (projection shortcuts) copy just the pixels they use;
-//! - other kernels read windows from a zero-padded, phase-split, blocked copy of the input rows
-//!   a job needs, at one offset per tap and channel block; each output row is rounded up to
+//! - other kernels read windows at one offset per tap and channel block, from a zero-padded,
+//!   phase-split, blocked copy of the input rows a job needs, each output row rounded up to
 //!   whole tiles so that a tile's pixels are consecutive in the copy (the extra pixels are
-//!   computed from padding and never stored).
+//!   computed from padding and never stored); or, for stride 1 where rows are not whole
+//!   tiles, from `kw` shifted copies ([`shifted`]), in which consecutive output pixels are
+//!   consecutive across rows too, so nothing is rounded.
 //!
-//! Tiles that are not whole (the rounded ends of rows, a partial last tile, a last panel with
-//! fewer channels than `NR`) accumulate in scratch and are stored by `Kernels::store_b`.
+//! Tiles that are not whole (the rounded ends of rows, a partial last tile without a shorter
+//! kernel, a last panel with fewer channels than `NR`) accumulate in scratch and are stored by
+//! `Kernels::store_b`. The tile loop ([`run_tiles`]) is shared with the stem of a blocked
+//! network, whose NCHW input is read by `Kernels::gemm_tb`.
 //!
 //! # Measured against NCHW
 //! Best algorithm per layer, AVX-512, one thread, weights cold, GFLOP/s (`COLD=16 [LAYOUT=
