@@ -783,6 +783,15 @@ fn blocked_wide_tiles() {
         (rect(272, 32, (3, 3), (1, 1), (1, 1), 1), 15),
         (rect(32, 32, (5, 3), (1, 1), (2, 1), 2), 9),
         (rect(16, 16, (3, 3), (1, 1), (0, 0), 1), 12),
+        // Taps that lie wholly in the padding of a 1-pixel input (a copy's row is all zeros).
+        (rect(16, 16, (5, 5), (1, 1), (2, 2), 1), 1),
+        (rect(16, 32, (3, 3), (2, 2), (1, 1), 1), 1),
+        // Strided windows whose rows are not whole tiles (AVX2's and NEON's 6-row tiles on
+        // 7-, 14- and 28-pixel rows; any ISA on 9): per-tap copies.
+        (rect(32, 48, (3, 3), (2, 2), (1, 1), 1), 14),
+        (rect(16, 32, (3, 3), (2, 2), (1, 1), 2), 27),
+        (rect(16, 16, (3, 5), (2, 1), (1, 2), 1), 17),
+        (rect(16, 16, (5, 3), (1, 2), (2, 1), 1), 17),
         // Also blocked Winograd with a narrow panel (F(2,3) at 13x13, F(4,3) at 28x28).
         (rect(32, 48, (3, 3), (1, 1), (1, 1), 1), 13),
         (rect(16, 48, (3, 3), (1, 1), (1, 1), 1), 28),

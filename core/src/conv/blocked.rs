@@ -14,9 +14,9 @@
 //! - other kernels read windows at one offset per tap and channel block, from a zero-padded,
 //!   phase-split, blocked copy of the input rows a job needs, each output row rounded up to
 //!   whole tiles so that a tile's pixels are consecutive in the copy (the extra pixels are
-//!   computed from padding and never stored); or, for stride 1 where rows are not whole
-//!   tiles, from `kw` shifted copies ([`shifted`]), in which consecutive output pixels are
-//!   consecutive across rows too, so nothing is rounded.
+//!   computed from padding and never stored); or, where rows are not whole tiles, from
+//!   shifted copies ([`shifted`]: `kw` of them for stride 1, one per tap when strided), in
+//!   which consecutive output pixels are consecutive across rows too, so nothing is rounded.
 //!
 //! Tiles that are not whole (the rounded ends of rows, a partial last tile without a shorter
 //! kernel, a last panel with fewer channels than `NR`) accumulate in scratch and are stored by
@@ -103,13 +103,14 @@ pub(super) unsafe fn run(
         subsample(geom, img, in_shape, ow, job.col0, job.ncols, buf);
         Operands::InPlace { src: buf, plane: pixels, first: 0, whole: tiles, tile: &[] }
     } else if shifted {
-        let (kh, kw) = (geom.kernel_h, geom.kernel_w);
+        let kw = geom.kernel_w;
+        let (row_copies, extra_rows) = shift_copies(geom);
         let first = job.col0 / ow;
         // Copy rows: those of the job's tiles (whole tiles, so a last partial one reads inside
-        // the copy), plus the taps below.
-        let rows = (job.col0 - first * ow + tiles * mr).div_ceil(ow) + kh - 1;
+        // the copy), plus the taps below (stride 1).
+        let rows = (job.col0 - first * ow + tiles * mr).div_ceil(ow) + extra_rows;
         let shift_len = rows * ow * BLOCK;
-        let block_len = kw * shift_len;
+        let block_len = row_copies * kw * shift_len;
         let blocks = geom.in_per_group() / BLOCK;
         let (buf, rest) = rest.split_at_mut(blocks * block_len);
         shifted_rows(geom, img, in_shape, (first, rows, ow), buf);
@@ -117,7 +118,9 @@ pub(super) unsafe fn run(
         for (g, o) in offsets.iter_mut().enumerate() {
             let (tap, cb) = (g / blocks, g % blocks);
             let (ky, kx) = (tap / kw, tap % kw);
-            let at = cb * block_len + kx * shift_len + ky * ow * BLOCK;
+            // Stride 1: one copy per `kx`, the tap's rows `ky` rows on; else one per tap.
+            let (copy, row) = if row_copies == 1 { (kx, ky) } else { (tap, 0) };
+            let at = cb * block_len + copy * shift_len + row * ow * BLOCK;
             *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
         }
         Operands::Shifted { buf, offsets, first: first * ow }
@@ -359,22 +362,37 @@ pub(super) fn windows(pc: &PackedConv) -> bool {
 }
 
 /// Whether windows with output `out` read shifted copies ([`shifted_rows`]) instead of the
-/// phase-split padded copy: stride 1, with output rows that are not whole tiles of the ISA's
-/// widest blocked tile (AVX-512's 14 rows, else `gemm_b`'s). Tiles then run across rows, so
-/// nothing is rounded: ResNet's 7x7 maps run 14-row tiles (and a 7-row one) instead of 7-row
-/// ones, and 6-row tiles compute 54 pixels of a 7x7 map instead of 84.
+/// phase-split padded copy, whose tiles stay in one output row, rounded up to whole tiles:
+/// where rows are not whole tiles of the ISA's blocked kernels. Tiles then run across rows, so
+/// nothing is rounded: ResNet's 7x7 maps run AVX-512's 14-row tiles (and a 7-row one) instead
+/// of 7-row ones, and AVX2's 6-row tiles compute 54 pixels of a 7x7 map instead of 84. With
+/// stride 1 the copies are `kw` times the input; strided, they are an im2col (`kh * kw` times
+/// the pixels read), so only rows that `gemm_b`'s tile would round take them.
 pub(super) fn shifted(pc: &PackedConv, out: Shape) -> bool {
     let g = &pc.geom;
-    let widest = if pc.kernels.isa == crate::arch::Isa::Avx512 { 14 } else { pc.kernels.gemm_b.mr };
-    windows(pc) && g.stride_h == 1 && g.stride_w == 1 && !out.w.is_multiple_of(widest)
+    let wide = pc.kernels.isa == crate::arch::Isa::Avx512 && out.w.is_multiple_of(14);
+    let fits = out.w.is_multiple_of(pc.kernels.gemm_b.mr);
+    windows(pc) && if g.stride_h == 1 && g.stride_w == 1 { !wide } else { !wide && !fits }
 }
 
-/// Fills `buf` with `kw` shifted copies of the zero-padded blocked input rows that stride-1
-/// windows from output row `first` on read, `rows` rows of `ow` pixels each: copy `kx`'s row
-/// `r`, column `x` is input pixel `(first + r - pad_h, x + kx - pad_w)` (zero outside the
-/// image). Layout `[block][kx][r][x][16]`. Output pixel `p` (counted from the first row's
-/// start) then reads tap `(ky, kx)` at `(ky * ow + p) * 16` of copy `kx`: consecutive pixels,
-/// across output rows, are consecutive floats.
+/// Copies per kernel column of [`shifted_rows`] and the rows each holds beyond the output
+/// rows: stride 1 shares one copy among a column's taps (tap `ky` reads `ky` rows on), so
+/// `(1, kh - 1)`; a vertical stride needs one per tap, `(kh, 0)`.
+fn shift_copies(geom: &Conv2dGeometry) -> (usize, usize) {
+    if geom.stride_h == 1 {
+        (1, geom.kernel_h - 1)
+    } else {
+        (geom.kernel_h, 0)
+    }
+}
+
+/// Fills `buf` with the shifted copies of the zero-padded blocked input that windows from
+/// output row `first` on read, `rows` rows of `ow` pixels each, layout `[block][copy][r][x][16]`
+/// ([`shift_copies`]): copy `(ky, kx)` (`ky = 0` with stride 1) holds at row `r`, column `x`
+/// the input pixel `((first + r) * sh + ky - pad_h, x * sw + kx - pad_w)`, zero outside the
+/// image. Output pixel `p` (counted from row `first`'s start) then reads tap `(ky, kx)` at
+/// `p * 16` of copy `(ky, kx)`, or with stride 1 at `(ky * ow + p) * 16` of copy `kx`:
+/// consecutive pixels, across output rows too, are consecutive floats.
 fn shifted_rows(
     geom: &Conv2dGeometry,
     img: &[f32],
@@ -383,25 +401,39 @@ fn shifted_rows(
     buf: &mut [f32],
 ) {
     let (ih, iw) = (in_shape.h, in_shape.w);
+    let (sh, sw, kw) = (geom.stride_h, geom.stride_w, geom.kernel_w);
     let plane = ih * iw * BLOCK;
     let shift_len = rows * ow * BLOCK;
-    let block_len = geom.kernel_w * shift_len;
+    let block_len = shift_copies(geom).0 * kw * shift_len;
     for (cb, copies) in buf.chunks_exact_mut(block_len).enumerate() {
         let src = &img[cb * plane..][..plane];
-        for (kx, copy) in copies.chunks_exact_mut(shift_len).enumerate() {
-            // Columns `x` in `lo .. hi` read input column `x + kx - pad_w` inside the row.
-            let lo = geom.pad_w.saturating_sub(kx).min(ow);
-            let hi = (iw + geom.pad_w).saturating_sub(kx).clamp(lo, ow);
+        for (c, copy) in copies.chunks_exact_mut(shift_len).enumerate() {
+            let (ky, kx) = (c / kw, c % kw);
+            // Columns `x` in `lo .. hi` read input column `x * sw + kx - pad_w` inside the row.
+            let lo = geom.pad_w.saturating_sub(kx).div_ceil(sw).min(ow);
+            let hi = (iw + geom.pad_w).saturating_sub(kx).div_ceil(sw).clamp(lo, ow);
             for (r, row) in copy.chunks_exact_mut(ow * BLOCK).enumerate() {
-                let Some(y) = (first + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
+                let y = ((first + r) * sh + ky).checked_sub(geom.pad_h).filter(|&y| y < ih);
+                let Some(y) = y else {
                     row.fill(0.0);
                     continue;
                 };
                 row[..lo * BLOCK].fill(0.0);
                 row[hi * BLOCK..].fill(0.0);
-                let x0 = lo + kx - geom.pad_w;
-                row[lo * BLOCK..hi * BLOCK]
-                    .copy_from_slice(&src[(y * iw + x0) * BLOCK..][..(hi - lo) * BLOCK]);
+                if lo == hi {
+                    continue;
+                }
+                let x0 = lo * sw + kx - geom.pad_w;
+                let line = &src[y * iw * BLOCK..][..iw * BLOCK];
+                let inside = &mut row[lo * BLOCK..hi * BLOCK];
+                if sw == 1 {
+                    inside.copy_from_slice(&line[x0 * BLOCK..][..(hi - lo) * BLOCK]);
+                } else {
+                    let pixels = line[x0 * BLOCK..].chunks(BLOCK).step_by(sw);
+                    for (dst, px) in inside.chunks_exact_mut(BLOCK).zip(pixels) {
+                        dst.copy_from_slice(px);
+                    }
+                }
             }
         }
     }
@@ -419,8 +451,9 @@ pub(super) fn scratch_len(pc: &PackedConv, out: Shape, nc: usize) -> usize {
         geom.in_per_group() * pixels
     } else if shifted(pc, out) {
         // A job's pixels start anywhere in its first row.
-        let rows = (out.w - 1 + pixels).div_ceil(out.w) + geom.kernel_h - 1;
-        geom.in_per_group() * geom.kernel_w * rows * out.w + pc.depth / BLOCK
+        let (row_copies, extra_rows) = shift_copies(geom);
+        let rows = (out.w - 1 + pixels).div_ceil(out.w) + extra_rows;
+        geom.in_per_group() * row_copies * geom.kernel_w * rows * out.w + pc.depth / BLOCK
     } else {
         let vw = row_width(pc, out);
         let rows = direct::input_rows(geom, (nc.div_ceil(vw) + 1).min(out.h));
