@@ -15,7 +15,7 @@
 //!   phase-split, blocked copy of the input rows a job needs, each output row rounded up to
 //!   whole tiles so that a tile's pixels are consecutive in the copy (the extra pixels are
 //!   computed from padding and never stored); or, where rows are not whole tiles, from
-//!   shifted copies ([`shifted`]: `kw` of them for stride 1, one per tap when strided), in
+//!   shifted copies ([`shifted`]: `kw` of them for a vertical stride of 1, else one per tap), in
 //!   which consecutive output pixels are consecutive across rows too, so nothing is rounded.
 //!
 //! Tiles that are not whole (the rounded ends of rows, a partial last tile without a shorter
@@ -118,7 +118,7 @@ pub(super) unsafe fn run(
         for (g, o) in offsets.iter_mut().enumerate() {
             let (tap, cb) = (g / blocks, g % blocks);
             let (ky, kx) = (tap / kw, tap % kw);
-            // Stride 1: one copy per `kx`, the tap's rows `ky` rows on; else one per tap.
+            // `stride_h` 1: one copy per `kx`, the tap's rows `ky` rows on; else one per tap.
             let (copy, row) = if row_copies == 1 { (kx, ky) } else { (tap, 0) };
             let at = cb * block_len + copy * shift_len + row * ow * BLOCK;
             *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
@@ -169,8 +169,9 @@ pub(super) unsafe fn run(
     // chunks are whole groups): whole tiles of the input or of the subsampled copy, the
     // packed last tile, the blocked padded copy at each group's offset (the tile's pixels
     // are in one rounded output row, so `ox + MR - 1 + kx / sw < phase_w`, and its rows are
-    // inside the copy), or the shifted copies at each group's offset (the copy holds the
-    // rows of the job's whole tiles and `kh - 1` more); `acc` holds `tiles` blocked tiles;
+    // inside the copy), or the shifted copies at each group's offset (each copy holds the
+    // rows of the job's whole tiles, and with `stride_h` 1 the `kh - 1` rows its taps reach
+    // below them); `acc` holds `tiles` blocked tiles;
     // `out` is this task's (contract).
     unsafe { run_tiles(pc, l, job, io, acc, tiles, a_tile, pixels) };
 }
@@ -343,8 +344,9 @@ enum Operands<'s> {
     Shifted { buf: &'s [f32], offsets: &'s [u32], first: usize },
 }
 
-/// Output pixels per row of the job's column space: windows round output rows up to whole
-/// tiles of `MR` pixels, so that every tile lies in one row; otherwise the row itself.
+/// Output pixels per row of the job's column space: windows from the phase-split copy (not
+/// shifted ones) round output rows up to whole tiles of `MR` pixels, so that every tile lies
+/// in one row; otherwise the row itself.
 pub(super) fn row_width(pc: &PackedConv, out: Shape) -> usize {
     if windows(pc) && !shifted(pc, out) {
         let mr = pc.gemm_kernel(out).mr;
@@ -363,16 +365,19 @@ pub(super) fn windows(pc: &PackedConv) -> bool {
 
 /// Whether windows with output `out` read shifted copies ([`shifted_rows`]) instead of the
 /// phase-split padded copy, whose tiles stay in one output row, rounded up to whole tiles:
-/// where rows are not whole tiles of the ISA's blocked kernels. Tiles then run across rows, so
-/// nothing is rounded: ResNet's 7x7 maps run AVX-512's 14-row tiles (and a 7-row one) instead
-/// of 7-row ones, and AVX2's 6-row tiles compute 54 pixels of a 7x7 map instead of 84. With
-/// stride 1 the copies are `kw` times the input; strided, they are an im2col (`kh * kw` times
-/// the pixels read), so only rows that `gemm_b`'s tile would round take them.
+/// where rows are not whole tiles of `gemm_b`, and on AVX-512 also for stride 1 where rows are
+/// not whole 14-row tiles. Tiles then run across rows, so nothing is rounded: ResNet's 7x7 maps
+/// run AVX-512's 14-row tiles (and a 7-row one) instead of 7-row ones, and AVX2's 6-row tiles
+/// compute 54 pixels of a 7x7 map instead of 84. With a vertical stride of 1 the copies are
+/// `kw` times the input; otherwise they are an im2col (`kh * kw` times the pixels read), so
+/// where rows fit, the phase-split copy is kept.
 pub(super) fn shifted(pc: &PackedConv, out: Shape) -> bool {
     let g = &pc.geom;
-    let wide = pc.kernels.isa == crate::arch::Isa::Avx512 && out.w.is_multiple_of(14);
+    let avx512 = pc.kernels.isa == crate::arch::Isa::Avx512;
+    let wide = avx512 && out.w.is_multiple_of(14);
     let fits = out.w.is_multiple_of(pc.kernels.gemm_b.mr);
-    windows(pc) && if g.stride_h == 1 && g.stride_w == 1 { !wide } else { !wide && !fits }
+    let stride_1 = g.stride_h == 1 && g.stride_w == 1;
+    windows(pc) && !wide && (!fits || (avx512 && stride_1))
 }
 
 /// Copies per kernel column of [`shifted_rows`] and the rows each holds beyond the output
@@ -388,7 +393,7 @@ fn shift_copies(geom: &Conv2dGeometry) -> (usize, usize) {
 
 /// Fills `buf` with the shifted copies of the zero-padded blocked input that windows from
 /// output row `first` on read, `rows` rows of `ow` pixels each, layout `[block][copy][r][x][16]`
-/// ([`shift_copies`]): copy `(ky, kx)` (`ky = 0` with stride 1) holds at row `r`, column `x`
+/// ([`shift_copies`]): copy `(ky, kx)` (`ky = 0` with `stride_h` 1) holds at row `r`, column `x`
 /// the input pixel `((first + r) * sh + ky - pad_h, x * sw + kx - pad_w)`, zero outside the
 /// image. Output pixel `p` (counted from row `first`'s start) then reads tap `(ky, kx)` at
 /// `p * 16` of copy `(ky, kx)`, or with stride 1 at `(ky * ow + p) * 16` of copy `kx`:

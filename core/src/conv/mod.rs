@@ -228,9 +228,9 @@ pub struct PackedConv {
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     out: Shape,
-    /// GEMM columns of one image: output pixels, or Winograd tiles. Blocked kxk windows count
-    /// positions in output rows rounded up to whole tiles (`blocked::row_width`), the padding
-    /// positions included.
+    /// GEMM columns of one image: output pixels, or Winograd tiles. Blocked kxk windows from the
+    /// phase-split copy (not shifted ones) count positions in output rows rounded up to whole
+    /// tiles (`blocked::row_width`), the padding positions included.
     cols: usize,
     /// Columns per task (a multiple of the column unit, `NR` or, for pixel-row kernels, `MR`,
     /// unless a single block covers everything).
@@ -520,14 +520,19 @@ impl PackedConv {
         }
         let winograd = PackedConv::supports_layouts(ConvAlgo::Winograd2, geom, layouts);
         let heavy = geom.weight_len() * 4 >= 1 << 20;
-        // GemmT's stride-1 windows run tiles across output rows (`blocked::shifted`), so no
-        // ISA's tile height wastes a 7-pixel row. (When rows were rounded up to whole tiles,
-        // AVX2's 6-row tiles computed 12 pixels per 7 and these layers kept `F(2,3)`; with
-        // tiles across rows, AVX2 ResNet-18 runs 34.0-35.3 ms with `F(2,3)` at 7x7 and 31.2-31.9
-        // with GemmT, `shortcut bench resnet18 --threads 1 --isa avx2`.)
+        // Heavy small maps are bound by streaming weights on the x86 ISAs, where GemmT reads
+        // each weight once; GemmT's stride-1 windows run tiles across output rows
+        // (`blocked::shifted`), so no tile height wastes a 7-pixel row. ResNet-18 at 7x7,
+        // `shortcut bench resnet18 --threads 1 --isa I [--profile]`: AVX2 34.0-35.3 ms with
+        // `F(2,3)` there, 31.2-31.9 with GemmT. The scalar kernels are bound by arithmetic,
+        // where Winograd's fewer multiplications win: 6.1 ms per 3x3 512->512 layer with
+        // `F(2,3)`, 8.7 with GemmT. NEON, untimed on hardware, keeps `F(2,3)` too.
+        let weight_bound = matches!(isa, Isa::Avx512 | Isa::Avx2);
         match geom.output_shape(in_shape).map(|o| o.h * o.w) {
             Some(pixels) if winograd && pixels > 196 => ConvAlgo::Winograd4,
-            Some(pixels) if winograd && (pixels > 64 || !heavy) => ConvAlgo::Winograd2,
+            Some(pixels) if winograd && (pixels > 64 || !heavy || !weight_bound) => {
+                ConvAlgo::Winograd2
+            }
             _ => ConvAlgo::GemmT,
         }
     }
@@ -646,9 +651,10 @@ impl PackedConv {
     /// pixels (7x7: three 14-row tiles and a 7-row one, [`PackedConv::tail_kernel`]), and
     /// blocked windows whose output rows are multiples of 14 pixels (a tile stays in one row;
     /// the 3x3/2 layers into 28x28 and 14x14 ran 6-7% faster, `LAYOUT=nchw16c cargo bench -p
-    /// shortcut-core --bench conv_table -- avx512 3x3s2`), the 14-row blocked tile (same `NR`);
-    /// and a blocked network's kxk stem with such rows its 14-row tile (the 7x7/2 ImageNet stem:
-    /// 130/135 -> 141/142 GFLOP/s, same bench). Winograd keeps the ISA's kernel: its columns are
+    /// shortcut-core --bench conv_table -- avx512 3x3s2`) or that read shifted copies (tiles
+    /// across rows, `blocked::shifted`), the 14-row blocked tile (same `NR`); and the stem of a
+    /// blocked network (other than a pointwise one, read in place) with such rows its 14-row
+    /// tile (the 7x7/2 ImageNet stem: 130/135 -> 141/142 GFLOP/s, same bench). Winograd keeps the ISA's kernel: its columns are
     /// tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
         #[cfg(target_arch = "x86_64")]

@@ -260,8 +260,8 @@ pub const GEMM_WIDE: GemmKernel =
 /// row: ResNet-50's 1x1 layers at 56x56, 28x28 and 14x14 ran 7-10% faster than with 7x32
 /// (e.g. 0.80 -> 0.72 ms, `shortcut bench resnet50 --threads 1 --profile`), and 7x7 ones too,
 /// with a 7-row tile for the last 7 pixels. kxk windows use it where output rows are multiples
-/// of 14 pixels (tiles in one row of the phase-split copy) and for stride 1 (tiles across rows
-/// of shifted copies, `conv::blocked::shifted`): ResNet's 3x3 512->512 at 7x7 138/136 ->
+/// of 14 pixels (tiles in one row of the phase-split copy) and where they read shifted copies
+/// (tiles across rows, `conv::blocked::shifted`): ResNet's 3x3 512->512 at 7x7 138/136 ->
 /// 149/146 GFLOP/s warm, 105/112 -> 110/117 cold (`[COLD=16] LAYOUT=nchw16c cargo bench -p
 /// shortcut-core --bench conv_table -- avx512 3x3_512`).
 ///
