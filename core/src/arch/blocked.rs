@@ -17,10 +17,10 @@ use super::Tile;
 /// Channels per block of the blocked layout (one AVX-512 vector).
 pub const BLOCK: usize = 16;
 
-/// The portable body of every ISA's blocked-output micro-kernels: an `MR x NV*N` tile, `PF`
-/// saying whether to prefetch `t.prefetch`, `G` the steps per group of the row operand: 16
-/// for blocked input (`Kernels::gemm_b`), 1 for the plain pixel rows of NCHW input
-/// (`Kernels::gemm_tb`, the stem of a blocked network).
+/// The portable body of every ISA's blocked-output micro-kernels: an `MR x NV*N` tile, `G` the
+/// steps per group of the row operand: 16 for blocked input (`Kernels::gemm_b`), 1 for the
+/// plain pixel rows of NCHW input (`Kernels::gemm_tb`, the stem of a blocked network). It
+/// prefetches `t.prefetch` unless null, in a copy of the loop compiled for that.
 ///
 /// Its [`Tile`] contract has blocked output, and with `G = 16` blocked input:
 /// - `t.k` is a multiple of `G`; steps `G*g .. G*g + G` form group `g`, whose rows start at
@@ -38,7 +38,22 @@ pub const BLOCK: usize = 16;
 /// stride `ldb`, `bias` (unless null) for `nr` floats, and every element of `c` named above is
 /// readable and writable and does not alias `a`/`b`.
 #[inline(always)]
-pub unsafe fn gemm_blocked<
+pub unsafe fn gemm_blocked<V: Vector, const MR: usize, const NV: usize, const G: usize>(t: &Tile) {
+    if t.prefetch.is_null() {
+        // SAFETY: forwarded contract.
+        unsafe { gemm_blocked_pf::<V, MR, NV, false, G>(t) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { gemm_blocked_pf::<V, MR, NV, true, G>(t) }
+    }
+}
+
+/// [`gemm_blocked`] with `PF` saying whether to prefetch `t.prefetch`.
+///
+/// # Safety
+/// [`gemm_blocked`]'s contract.
+#[inline(always)]
+unsafe fn gemm_blocked_pf<
     V: Vector,
     const MR: usize,
     const NV: usize,
@@ -331,26 +346,16 @@ macro_rules! blocked_kernels {
         /// See [`$crate::arch::blocked::gemm_blocked`] with `G = 16`.
         $(#[$attr])*
         unsafe fn gemm_b_run(t: &$crate::arch::Tile) {
-            if t.prefetch.is_null() {
-                // SAFETY: forwarded contract.
-                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, false, 16>(t) }
-            } else {
-                // SAFETY: forwarded contract.
-                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, true, 16>(t) }
-            }
+            // SAFETY: forwarded contract.
+            unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, 16>(t) }
         }
 
         /// # Safety
         /// See [`$crate::arch::blocked::gemm_blocked`] with `G = 1`.
         $(#[$attr])*
         unsafe fn gemm_tb_run(t: &$crate::arch::Tile) {
-            if t.prefetch.is_null() {
-                // SAFETY: forwarded contract.
-                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, false, 1>(t) }
-            } else {
-                // SAFETY: forwarded contract.
-                unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, true, 1>(t) }
-            }
+            // SAFETY: forwarded contract.
+            unsafe { $crate::arch::blocked::gemm_blocked::<$v, $mr, $nv, 1>(t) }
         }
 
         /// # Safety

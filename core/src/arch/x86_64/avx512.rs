@@ -252,6 +252,20 @@ pub const GEMM_VARIANTS: [GemmKernel; 7] = [
 pub const GEMM_WIDE: GemmKernel =
     GemmKernel { name: "avx512_gemm_f32_8x48", mr: 8, nr: 48, run: gemm_8x48 };
 
+/// The blocked-output tiles beside `KERNELS`' (`gemm_b`, `gemm_tb`): [`gemm_blocked`] with
+/// `MR` rows, `NV` vectors of columns and `G` steps per group.
+///
+/// [`gemm_blocked`]: crate::arch::blocked::gemm_blocked
+///
+/// # Safety
+/// See [`crate::arch::blocked::gemm_blocked`] with `MR`, `nr = 16 * NV` and `G`; AVX-512F is
+/// available.
+#[target_feature(enable = "avx512f")]
+unsafe fn blocked<const MR: usize, const NV: usize, const G: usize>(t: &Tile) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, NV, G>(t) }
+}
+
 /// Fourteen output pixels by 32 output channels over channel-blocked input (the
 /// [`crate::arch::blocked::gemm_blocked`] contract): 28 accumulators, two loads of weights and
 /// 14 broadcasts per step, so each weight load feeds 14 FMAs instead of the 7x32 tile's 7.
@@ -265,76 +279,33 @@ pub const GEMM_WIDE: GemmKernel =
 /// 149/146 GFLOP/s warm, 105/112 -> 110/117 cold (`[COLD=16] LAYOUT=nchw16c cargo bench -p
 /// shortcut-core --bench conv_table -- avx512 3x3_512`).
 ///
-/// # Safety
-/// See [`crate::arch::blocked::gemm_blocked`] with `MR = 14`, `nr = 32`; AVX-512F is available.
-#[target_feature(enable = "avx512f")]
-unsafe fn gemm_b_14x32(t: &Tile) {
-    if t.prefetch.is_null() {
-        // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, false, 16>(t) }
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, true, 16>(t) }
-    }
-}
-
-/// The 14x32 tile of the stem of a blocked network (`gemm_blocked` with `G = 1`).
-///
-/// # Safety
-/// See [`crate::arch::blocked::gemm_blocked`] with `MR = 14`, `nr = 32`, `G = 1`; AVX-512F is
-/// available.
-#[target_feature(enable = "avx512f")]
-unsafe fn gemm_tb_14x32(t: &Tile) {
-    if t.prefetch.is_null() {
-        // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, false, 1>(t) }
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, 14, 2, true, 1>(t) }
-    }
-}
-
-/// The 14x32 sibling of `KERNELS.gemm_tb`, for stems whose output rows are multiples of 14.
-pub const GEMM_TB_WIDE: GemmKernel =
-    GemmKernel { name: "avx512_gemm_tb_f32_14x32", mr: 14, nr: 32, run: gemm_tb_14x32 };
-
-/// The 14x32 blocked tile (`gemm_b_14x32`); same panel width as [`KERNELS`]' `gemm_b`, so the
-/// same packed weights.
+/// Same panel width as [`KERNELS`]' `gemm_b`, so the same packed weights.
 pub const GEMM_B_WIDE: GemmKernel =
-    GemmKernel { name: "avx512_gemm_b_f32_14x32", mr: 14, nr: 32, run: gemm_b_14x32 };
+    GemmKernel { name: "avx512_gemm_b_f32_14x32", mr: 14, nr: 32, run: blocked::<14, 2, 16> };
 
-/// One channel block wide: the blocked tiles for a last panel of 16 channels (layers whose
-/// channels per group are an odd multiple of 16, e.g. CIFAR ResNets' 16-channel stage), which
-/// the 32-column tiles would compute half on zero weights and store through scratch.
-///
-/// # Safety
-/// See [`crate::arch::blocked::gemm_blocked`] with `nr = 16` and `G`; AVX-512F is available.
-#[target_feature(enable = "avx512f")]
-unsafe fn gemm_b_narrow<const MR: usize, const G: usize>(t: &Tile) {
-    if t.prefetch.is_null() {
-        // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, false, G>(t) }
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { crate::arch::blocked::gemm_blocked::<F32x16, MR, 1, true, G>(t) }
-    }
-}
+/// The 14x32 sibling of `KERNELS.gemm_tb` (`G = 1`), for stems whose output rows are multiples
+/// of 14.
+pub const GEMM_TB_WIDE: GemmKernel =
+    GemmKernel { name: "avx512_gemm_tb_f32_14x32", mr: 14, nr: 32, run: blocked::<14, 2, 1> };
 
 /// The 16-column sibling of a blocked tile with `mr` rows (7: `KERNELS`' `gemm_b`, 14:
-/// [`GEMM_B_WIDE`]), reading the same packed panels (`ldb` stays the panel's width).
+/// [`GEMM_B_WIDE`]), reading the same packed panels (`ldb` stays the panel's width): the tile
+/// for a last panel of 16 channels (layers whose channels per group are an odd multiple of 16,
+/// e.g. CIFAR ResNets' 16-channel stage), which the 32-column tiles would compute half on zero
+/// weights and store through scratch.
 pub fn gemm_b_narrow_for(mr: usize) -> Option<GemmKernel> {
     match mr {
         7 => Some(GemmKernel {
             name: "avx512_gemm_b_f32_7x16",
             mr: 7,
             nr: 16,
-            run: gemm_b_narrow::<7, 16>,
+            run: blocked::<7, 1, 16>,
         }),
         14 => Some(GemmKernel {
             name: "avx512_gemm_b_f32_14x16",
             mr: 14,
             nr: 16,
-            run: gemm_b_narrow::<14, 16>,
+            run: blocked::<14, 1, 16>,
         }),
         _ => None,
     }
@@ -343,7 +314,7 @@ pub fn gemm_b_narrow_for(mr: usize) -> Option<GemmKernel> {
 /// The 16-column sibling of `KERNELS.gemm_tb` (the 16-channel stem of a CIFAR ResNet in a
 /// blocked network).
 pub const GEMM_TB_NARROW: GemmKernel =
-    GemmKernel { name: "avx512_gemm_tb_f32_7x16", mr: 7, nr: 16, run: gemm_b_narrow::<7, 1> };
+    GemmKernel { name: "avx512_gemm_tb_f32_7x16", mr: 7, nr: 16, run: blocked::<7, 1, 1> };
 
 /// # Safety
 /// See [`GemmKernel`]; AVX-512F is available.
