@@ -11,7 +11,7 @@
 //! Written once against [`Vector`] and compiled per ISA by the `blocked_kernels!` macro.
 
 use super::vector::Vector;
-use super::winograd::{at, bt};
+use super::winograd::{input_tile, output_tile};
 use super::Tile;
 
 /// Channels per block of the blocked layout (one AVX-512 vector).
@@ -259,30 +259,20 @@ pub struct WinogradOutputArgs {
 /// The ISA of `V` is available; every element [`WinogradInputArgs`] names for `ξ < A²`,
 /// `cb < blocks` is readable (`src`) or writable (`dst`).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
 pub unsafe fn winograd_input<V: Vector, const M: usize, const A: usize>(p: &WinogradInputArgs) {
     // SAFETY: the ISA is available (caller's contract).
     let zero = unsafe { V::zero() };
     for cb in 0..p.blocks {
         for h in (0..BLOCK).step_by(V::N) {
-            // Along x first (t = d B, per input row i), then along y (V = B^T t).
-            let mut t: [[V; A]; A] = [[zero; A]; A];
-            for (i, ti) in t.iter_mut().enumerate() {
+            input_tile::<V, M, A>(
+                zero,
                 // SAFETY: pixel `(i, j)` of the window, lanes `h .. h + N` (contract).
-                let d: [V; A] = core::array::from_fn(|j| unsafe {
+                |i, j| unsafe {
                     V::load(p.src.add(cb * p.src_block + i * p.src_row + j * BLOCK + h))
-                });
-                bt::<V, M>(&d, ti);
-            }
-            let mut v = [zero; A];
-            for j in 0..A {
-                let col: [V; A] = core::array::from_fn(|i| t[i][j]);
-                bt::<V, M>(&col, &mut v);
-                for (i, vi) in v.iter().enumerate() {
-                    // SAFETY: `ξ = i * A + j < A²`, block `cb`, lanes `h .. h + N` (contract).
-                    unsafe { vi.store(p.dst.add((i * A + j) * p.dst_xi + cb * p.dst_block + h)) };
-                }
-            }
+                },
+                // SAFETY: `ξ < A²`, block `cb`, lanes `h .. h + N` (contract).
+                |xi, v| unsafe { v.store(p.dst.add(xi * p.dst_xi + cb * p.dst_block + h)) },
+            );
         }
     }
 }
@@ -293,45 +283,37 @@ pub unsafe fn winograd_input<V: Vector, const M: usize, const A: usize>(p: &Wino
 /// The ISA of `V` is available; `rows, cols <= M`; every element [`WinogradOutputArgs`] names
 /// is readable (`src`, `bias`) or readable and writable (`dst`), and they do not overlap.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
 pub unsafe fn winograd_output<V: Vector, const M: usize, const A: usize>(p: &WinogradOutputArgs) {
     // SAFETY: the ISA is available (caller's contract).
     let zero = unsafe { V::zero() };
     for cb in 0..p.blocks {
         for h in (0..BLOCK).step_by(V::N) {
             let src = p.src.wrapping_add(cb * p.src_block + h);
-            // SAFETY: `M_ξ` of this block, lanes `h .. h + N` (contract).
-            let load = |xi: usize| unsafe { V::load(src.add(xi * p.src_xi)) };
-            // Along y (columns of the α x α tile), then along x.
-            let mut u: [[V; A]; M] = [[zero; A]; M];
-            let mut r: [V; M] = [zero; M];
-            for j in 0..A {
-                let col: [V; A] = core::array::from_fn(|i| load(i * A + j));
-                at::<V, M>(&col, &mut r);
-                for (i, ri) in r.iter().enumerate() {
-                    u[i][j] = *ri;
-                }
-            }
             // SAFETY: `blocks * 16` biases (contract).
             let bias = unsafe { V::load(p.bias.add(cb * BLOCK + h)) };
-            for (i, ui) in u.iter().enumerate().take(p.rows) {
-                at::<V, M>(ui, &mut r);
-                for (c, y) in r.iter().enumerate().take(p.cols) {
-                    // SAFETY: output pixel `(i, c)` of the tile, `i < rows`, `c < cols`, lanes
-                    // `h .. h + N` of block `cb` (contract).
-                    unsafe {
-                        let o = p.dst.add(cb * p.dst_block + i * p.dst_row + c * BLOCK + h);
-                        let mut y = y.add(bias);
-                        if p.accumulate {
-                            y = y.add(V::load(o));
+            output_tile::<V, M, A>(
+                zero,
+                // SAFETY: `M_ξ` of this block, lanes `h .. h + N` (contract).
+                |xi| unsafe { V::load(src.add(xi * p.src_xi)) },
+                p.rows,
+                |i, r| {
+                    for (c, y) in r.iter().enumerate().take(p.cols) {
+                        // SAFETY: output pixel `(i, c)` of the tile, `i < rows`, `c < cols`,
+                        // lanes `h .. h + N` of block `cb` (contract).
+                        unsafe {
+                            let o = p.dst.add(cb * p.dst_block + i * p.dst_row + c * BLOCK + h);
+                            let mut y = y.add(bias);
+                            if p.accumulate {
+                                y = y.add(V::load(o));
+                            }
+                            if p.relu {
+                                y = y.max(zero);
+                            }
+                            y.store(o);
                         }
-                        if p.relu {
-                            y = y.max(zero);
-                        }
-                        y.store(o);
                     }
-                }
-            }
+                },
+            );
         }
     }
 }

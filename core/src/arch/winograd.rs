@@ -199,6 +199,58 @@ pub(crate) fn at<V: Vector, const M: usize>(m: &[V], y: &mut [V]) {
     }
 }
 
+/// `V = Bᵀ d B` of one `α x α` tile (`A` = α = `M` + 2), for one vector of lanes: `d(i, j)`
+/// is pixel `(i, j)`, `store(ξ, v)` receives `V_ξ`. Along x first (`t = d B`, per input row),
+/// then along y. Shared by the NCHW and the channel-blocked transforms, which differ only in
+/// where a pixel and `V_ξ` are.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
+pub(crate) fn input_tile<V: Vector, const M: usize, const A: usize>(
+    zero: V,
+    d: impl Fn(usize, usize) -> V,
+    mut store: impl FnMut(usize, V),
+) {
+    let mut t: [[V; A]; A] = [[zero; A]; A];
+    for (i, ti) in t.iter_mut().enumerate() {
+        let row: [V; A] = core::array::from_fn(|j| d(i, j));
+        bt::<V, M>(&row, ti);
+    }
+    let mut v = [zero; A];
+    for j in 0..A {
+        let col: [V; A] = core::array::from_fn(|i| t[i][j]);
+        bt::<V, M>(&col, &mut v);
+        for (i, vi) in v.iter().enumerate() {
+            store(i * A + j, *vi);
+        }
+    }
+}
+
+/// `Y = Aᵀ M A` of one tile, for one vector of lanes: `m(ξ)` is `M_ξ`, and `row(i, y)`
+/// receives output row `i` (its `M` pixels along x) for `i < rows`. Along y (columns of the
+/// α x α tile), then along x. Shared like [`input_tile`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
+pub(crate) fn output_tile<V: Vector, const M: usize, const A: usize>(
+    zero: V,
+    m: impl Fn(usize) -> V,
+    rows: usize,
+    mut row: impl FnMut(usize, &[V; M]),
+) {
+    let mut u: [[V; A]; M] = [[zero; A]; M];
+    let mut r: [V; M] = [zero; M];
+    for j in 0..A {
+        let col: [V; A] = core::array::from_fn(|i| m(i * A + j));
+        at::<V, M>(&col, &mut r);
+        for (i, ri) in r.iter().enumerate() {
+            u[i][j] = *ri;
+        }
+    }
+    for (i, ui) in u.iter().enumerate().take(rows) {
+        at::<V, M>(ui, &mut r);
+        row(i, &r);
+    }
+}
+
 /// The portable body of every ISA's input transform (`M` = m, `A` = α = m + 2), on `V::N`
 /// lanes.
 ///
@@ -206,29 +258,16 @@ pub(crate) fn at<V: Vector, const M: usize>(m: &[V], y: &mut [V]) {
 /// The ISA of `V` is available; `src` is readable at `base[l] + i * pw + j` for `l < V::N`,
 /// `i, j < α`; `dst` is writable at `ξ * dst_stride + l` for `ξ < α²`, `l < V::N`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
 pub unsafe fn input<V: Vector, const M: usize, const A: usize>(p: &InputArgs) {
     // SAFETY: the ISA is available (caller's contract).
-    let idx = unsafe { V::index(&p.base) };
-    // Along x first (t = d B, per input row i), then along y (V = B^T t).
-    // SAFETY: as above.
-    let zero = unsafe { V::zero() };
-    let mut t: [[V; A]; A] = [[zero; A]; A];
-    for (i, ti) in t.iter_mut().enumerate() {
+    let (idx, zero) = unsafe { (V::index(&p.base), V::zero()) };
+    input_tile::<V, M, A>(
+        zero,
         // SAFETY: inside every lane's window (caller's contract).
-        let d: [V; A] =
-            core::array::from_fn(|j| unsafe { V::gather(p.src.add(i * p.pw + j), idx) });
-        bt::<V, M>(&d, ti);
-    }
-    let mut v = t[0];
-    for j in 0..A {
-        let col: [V; A] = core::array::from_fn(|i| t[i][j]);
-        bt::<V, M>(&col, &mut v);
-        for (i, vi) in v.iter().enumerate() {
-            // SAFETY: `ξ = i * A + j < α²`, `N` lanes: writable by the caller's contract.
-            unsafe { vi.store(p.dst.add((i * A + j) * p.dst_stride)) };
-        }
-    }
+        |i, j| unsafe { V::gather(p.src.add(i * p.pw + j), idx) },
+        // SAFETY: `ξ < α²`, `N` lanes: writable by the caller's contract.
+        |xi, v| unsafe { v.store(p.dst.add(xi * p.dst_stride)) },
+    );
 }
 
 /// The portable body of every ISA's output transform, on `V::N` lanes.
@@ -238,36 +277,28 @@ pub unsafe fn input<V: Vector, const M: usize, const A: usize>(p: &InputArgs) {
 /// `ξ < α²`, `l < V::N`; `dst` is writable at `base[l] + r * pw + c` for `l < count`,
 /// `r, c < m`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // Columns of a square tile, by index.
 pub unsafe fn output<V: Vector, const M: usize, const A: usize>(p: &OutputArgs) {
-    // Along y (columns of the α x α tile), then along x.
-    // SAFETY: rows `ξ < α²` hold `N` readable lanes (caller's contract).
-    let load = |xi: usize| unsafe { V::load(p.src.add(xi * p.src_stride)) };
     // SAFETY: the ISA is available (caller's contract).
     let zero = unsafe { V::zero() };
-    let mut u: [[V; A]; M] = [[zero; A]; M];
-    let mut r: [V; M] = [zero; M];
-    for j in 0..A {
-        let col: [V; A] = core::array::from_fn(|i| load(i * A + j));
-        at::<V, M>(&col, &mut r);
-        for (i, ri) in r.iter().enumerate() {
-            u[i][j] = *ri;
-        }
-    }
     let mut y = [[0.0f32; LANES]; M];
-    for (i, ui) in u.iter().enumerate() {
-        at::<V, M>(ui, &mut r);
-        for (c, rc) in r.iter().enumerate() {
-            // SAFETY: `y[c]` holds `LANES >= N` floats.
-            unsafe { rc.store(y[c].as_mut_ptr()) };
-        }
-        for l in 0..p.count {
-            for (c, yc) in y.iter().enumerate() {
-                // SAFETY: `l < count`, `i, c < m`: writable by the caller's contract.
-                unsafe { *p.dst.add(p.base[l] as usize + i * p.pw + c) = yc[l] };
+    output_tile::<V, M, A>(
+        zero,
+        // SAFETY: rows `ξ < α²` hold `N` readable lanes (caller's contract).
+        |xi| unsafe { V::load(p.src.add(xi * p.src_stride)) },
+        M,
+        |i, r| {
+            for (c, rc) in r.iter().enumerate() {
+                // SAFETY: `y[c]` holds `LANES >= N` floats.
+                unsafe { rc.store(y[c].as_mut_ptr()) };
             }
-        }
-    }
+            for l in 0..p.count {
+                for (c, yc) in y.iter().enumerate() {
+                    // SAFETY: `l < count`, `i, c < m`: writable by the caller's contract.
+                    unsafe { *p.dst.add(p.base[l] as usize + i * p.pw + c) = yc[l] };
+                }
+            }
+        },
+    );
 }
 
 /// The portable body of every ISA's epilogue store.
