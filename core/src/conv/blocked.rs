@@ -45,8 +45,6 @@
 //!
 //! In ResNet-50 (one thread, same run): 70.8-72.3 ms NCHW against 61.2-67.4 ms blocked.
 
-use alloc::vec::Vec;
-
 use super::gemm_t::{next_chunk, u32_slice};
 use super::{direct, Io, Job, Layout, PackedConv};
 use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
@@ -468,19 +466,12 @@ pub(super) fn scratch_len(pc: &PackedConv, out: Shape, nc: usize) -> usize {
     pixels * nr + operands
 }
 
-/// The weights `[out][in/groups][kh][kw]` reordered to `[out][kh][kw][in/groups]`, the order of
-/// the blocked reduction; `gemm::pack_weights` then packs them as any GEMM's.
-pub(super) fn reorder_weights(geom: &Conv2dGeometry, weight: &[f32]) -> Vec<f32> {
+/// Where step `k` of the blocked reduction (taps, then input channels: `[kh][kw][in/groups]`)
+/// is in a row of the weights `[out][in/groups][kh][kw]`: `gemm::pack_weights` packs them
+/// in that order, as any GEMM's, in one pass.
+pub(super) fn weight_source(geom: &Conv2dGeometry) -> impl Fn(usize) -> usize {
     let (cin, taps) = (geom.in_per_group(), geom.kernel_h * geom.kernel_w);
-    let mut w = alloc::vec![0.0; weight.len()];
-    for (dst, src) in w.chunks_exact_mut(cin * taps).zip(weight.chunks_exact(cin * taps)) {
-        for ci in 0..cin {
-            for t in 0..taps {
-                dst[t * cin + ci] = src[ci * taps + t];
-            }
-        }
-    }
-    w
+    move |k| (k % cin) * taps + k / cin
 }
 
 /// Columns per phase of the padded copy: a whole row of tiles (`row_tiles` pixels, a multiple

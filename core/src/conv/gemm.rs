@@ -7,12 +7,15 @@ use crate::arch::{GemmKernel, Tile, MAX_TILE};
 use crate::shape::{Conv2dGeometry, Shape};
 
 /// Packs `[out, in/groups, kh, kw]` weights into `[group][panel][k][MR]`, zero rows past the
-/// group's output channels.
+/// group's output channels. Step `k` of the reduction takes element `source(k)` of a weight
+/// row: `k` itself for the im2col order, another order for blocked input
+/// (`blocked::weight_source`).
 pub(super) fn pack_weights(
     geom: &Conv2dGeometry,
     weight: &[f32],
     mr: usize,
     m_pad: usize,
+    source: impl Fn(usize) -> usize,
 ) -> AlignedVec {
     let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
     let cout_g = geom.out_per_group();
@@ -22,8 +25,8 @@ pub(super) fn pack_weights(
             let panel = &mut a[(g * m_pad + p * mr) * depth..][..mr * depth];
             for r in 0..mr.min(cout_g - p * mr) {
                 let row = &weight[(g * cout_g + p * mr + r) * depth..][..depth];
-                for (k, w) in row.iter().enumerate() {
-                    panel[k * mr + r] = *w;
+                for k in 0..depth {
+                    panel[k * mr + r] = row[source(k)];
                 }
             }
         }

@@ -359,20 +359,14 @@ impl PackedConv {
             bias_packed.extend_from_slice(b);
             bias_packed.resize((g + 1) * m_pad, 0.0);
         }
+        let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
         let (depth, a) = match algo.winograd_m() {
-            None if direct => {
-                let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
-                (depth, direct::pack_weights(geom, weight, m_pad))
-            }
+            None if direct => (depth, direct::pack_weights(geom, weight, m_pad)),
             None if blocked_in => {
-                let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
-                let reordered = blocked::reorder_weights(geom, weight);
-                (depth, gemm::pack_weights(geom, &reordered, rows, m_pad))
+                let source = blocked::weight_source(geom);
+                (depth, gemm::pack_weights(geom, weight, rows, m_pad, source))
             }
-            None => {
-                let depth = geom.in_per_group() * geom.kernel_h * geom.kernel_w;
-                (depth, gemm::pack_weights(geom, weight, rows, m_pad))
-            }
+            None => (depth, gemm::pack_weights(geom, weight, rows, m_pad, |k| k)),
             Some(m) => (geom.in_per_group(), winograd::pack_weights(geom, weight, m, rows, m_pad)),
         };
         Some(PackedConv { geom: *geom, algo, kernels, m_pad, depth, a, bias: bias_packed, layouts })
