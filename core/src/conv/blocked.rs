@@ -226,10 +226,7 @@ pub(super) unsafe fn run_tiles(
     let ohw = l.out.h * l.out.w;
     let depth = pc.depth;
     let chunks = depth.div_ceil(l.kc);
-    // The first `spread` tiles of a chunk each prefetch the next chunk of weights, tile `i`
-    // from `i / spread` of the way into it (and on past its end): the first tile requests the
-    // whole chunk in one burst, and the others request again the lines that have not arrived,
-    // over the time of several tiles instead of one.
+    // The first `spread` tiles of a chunk each prefetch the next chunk of weights.
     let spread = tiles.min(PREFETCH_SPREAD);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
@@ -281,17 +278,9 @@ pub(super) unsafe fn run_tiles(
                     },
                     load_c: chunk > 0 || (whole && ep.accumulate),
                     relu: whole && last && ep.relu,
-                    prefetch: if i < spread {
-                        let next = next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end);
-                        // Null stays null (no prefetch); otherwise a hint, never dereferenced.
-                        if next.is_null() {
-                            next
-                        } else {
-                            next.wrapping_add(i * kc / spread * nr)
-                        }
-                    } else {
-                        core::ptr::null()
-                    },
+                    prefetch: spread_prefetch(i, spread, kc * nr, || {
+                        next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
+                    }),
                 };
                 // SAFETY: `a` is the chunk's row operand (contract); `b` is `kc` steps of a
                 // packed `depth x NR` panel; `c` a whole tile of the output or an `MR x NR`
@@ -327,6 +316,29 @@ pub(super) unsafe fn run_tiles(
             // and belong to this task; the ISA was checked at packing.
             unsafe { (pc.kernels.store_b)(&args) };
         }
+    }
+}
+
+/// What tile `i` of a chunk prefetches, the next chunk of weights being `next()` (null at the
+/// end) and `len` floats long: the first `spread` tiles each from `i / spread` of the way into
+/// it (and on past its end), the others nothing. The first tile requests the whole chunk in one
+/// burst; the others request again the lines that have not arrived, over the time of several
+/// tiles instead of one.
+fn spread_prefetch(
+    i: usize,
+    spread: usize,
+    len: usize,
+    next: impl FnOnce() -> *const f32,
+) -> *const f32 {
+    if i >= spread {
+        return core::ptr::null();
+    }
+    let next = next();
+    // Null stays null (no prefetch); otherwise a hint, never dereferenced.
+    if next.is_null() {
+        next
+    } else {
+        next.wrapping_add(i * len / spread / BLOCK * BLOCK)
     }
 }
 
@@ -585,16 +597,32 @@ pub(super) unsafe fn run_winograd(
         unsafe { (wk.input)(&args) };
     }
     let chunks = cin.div_ceil(l.kc);
+    let panel = |xi: usize, p: usize| &job.weights[(xi * pc.m_pad + p * nr) * cin..][..cin * nr];
+    // The next chunk of `U`: in this panel of `U_ξ`, else the next `ξ`'s, else the next
+    // panel's first (each is elsewhere in the weights, where hardware prefetchers do not look).
+    let next_chunk = |xi: usize, p: usize, chunk: usize| {
+        if chunk + 1 < chunks {
+            panel(xi, p)[(chunk + 1) * l.kc * nr..].as_ptr()
+        } else if xi + 1 < alpha2 {
+            panel(xi + 1, p).as_ptr()
+        } else if p + 1 < job.panels.end {
+            panel(0, p + 1).as_ptr()
+        } else {
+            core::ptr::null()
+        }
+    };
+    let spread = (ntp / mr).min(PREFETCH_SPREAD);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
         let pk = pc.panel_kernel(kern, chans);
         for xi in 0..alpha2 {
-            let u = &job.weights[(xi * pc.m_pad + p * nr) * cin..][..cin * nr];
+            let u = panel(xi, p);
             for chunk in 0..chunks {
                 let k0 = chunk * l.kc;
+                let kc = l.kc.min(cin - k0);
                 for i in 0..ntp / mr {
                     let tile = Tile {
-                        k: l.kc.min(cin - k0),
+                        k: kc,
                         a: v[xi * cin * ntp + (k0 / BLOCK * ntp + i * mr) * BLOCK..].as_ptr(),
                         lda: ntp * BLOCK,
                         a_offsets: core::ptr::null(),
@@ -605,7 +633,7 @@ pub(super) unsafe fn run_winograd(
                         bias: core::ptr::null(),
                         load_c: chunk > 0,
                         relu: false,
-                        prefetch: core::ptr::null(),
+                        prefetch: spread_prefetch(i, spread, kc * nr, || next_chunk(xi, p, chunk)),
                     };
                     // SAFETY: `a` is `kc` steps (whole blocks) of `MR` tiles of `V_ξ`, `b` the
                     // matching rows of the packed `U_ξ` panel, `c` the tiles' `NR` channels of
