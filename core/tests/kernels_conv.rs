@@ -257,10 +257,9 @@ proptest! {
     }
 }
 
-/// Blocked-layout cases: any geometry, or (`winograd`) 3x3, stride 1, padding 1.
 /// Blocked-layout cases: any geometry (its own kernel, stride and padding per axis, padding up
 /// to the kernel's size), or (`winograd`) 3x3, stride 1, padding 1. Input channels per group
-/// up to 272, so the reduction spans several chunks (128 steps for GemmT, 256 for Winograd).
+/// up to 272, so the reduction spans several chunks (64 steps).
 fn blocked_case(winograd: bool) -> impl Strategy<Value = Case> {
     let kernel = || prop_oneof![Just(1usize), Just(3), Just(5)];
     (

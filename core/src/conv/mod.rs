@@ -775,6 +775,7 @@ impl PackedConv {
         let kc_max = match self.algo {
             ConvAlgo::Direct => KC_DIRECT,
             ConvAlgo::GemmT => KC_T,
+            _ if self.blocked_in() => KC_T,
             _ => KC,
         };
         let (cols, max_nc) = match self.algo.winograd_m() {
