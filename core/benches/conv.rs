@@ -105,6 +105,7 @@ fn micro_kernel(c: &mut Criterion) {
                         load_c: true,
                         relu: false,
                         prefetch: std::ptr::null(),
+                        prefetch_ld: 0,
                     };
                     // SAFETY: the ISA is available; `a` holds `K` steps of `mr`, each `b`
                     // panel `K` rows of `nr`, each `c` tile `mr x nr` floats.

@@ -438,6 +438,7 @@ fn gemm_micro_kernels() {
                 load_c,
                 relu,
                 prefetch: std::ptr::null(),
+                prefetch_ld: 0,
             };
             // SAFETY: the kernel's ISA is available; the buffers have the documented sizes.
             unsafe { (kern.run)(&tile) };
@@ -920,6 +921,7 @@ fn blocked_micro_kernels() {
                 load_c,
                 relu,
                 prefetch: if pf { b.as_ptr() } else { std::ptr::null() },
+                prefetch_ld: nr,
             };
             // SAFETY: the ISA is available; `a` holds `groups` groups of `MR * G` floats at
             // stride `lda`, `b` `k` rows of `nr`, `bias` `nr`, `c` every blocked element of the

@@ -20,7 +20,8 @@ pub const BLOCK: usize = 16;
 /// The portable body of every ISA's blocked-output micro-kernels: an `MR x NV*N` tile, `G` the
 /// steps per group of the row operand: 16 for blocked input (`Kernels::gemm_b`), 1 for the
 /// plain pixel rows of NCHW input (`Kernels::gemm_tb`, the stem of a blocked network). It
-/// prefetches `t.prefetch` unless null, in a copy of the loop compiled for that.
+/// prefetches `t.prefetch` (rows of `t.prefetch_ld`) unless null, in a copy of the loop
+/// compiled for that.
 ///
 /// Its [`Tile`] contract has blocked output, and with `G = 16` blocked input:
 /// - `t.k` is a multiple of `G`; steps `G*g .. G*g + G` form group `g`, whose rows start at
@@ -66,6 +67,7 @@ unsafe fn gemm_blocked_pf<
     let zero = unsafe { V::zero() };
     let mut acc = [[zero; NV]; MR];
     let (mut b, mut pf) = (t.b, t.prefetch);
+    let pf_lines = t.prefetch_ld.min(NV * V::N).div_ceil(16);
     debug_assert!(t.k.is_multiple_of(G), "reduction in whole groups");
     let groups = t.k / G;
     // Where group `g`'s rows start.
@@ -91,11 +93,11 @@ unsafe fn gemm_blocked_pf<
         }
         for l in 0..G {
             if PF {
-                for v in 0..(NV * V::N).div_ceil(16) {
+                for v in 0..pf_lines {
                     // SAFETY: a prefetch never faults; the ISA is available.
                     unsafe { V::prefetch(pf.wrapping_add(16 * v)) };
                 }
-                pf = pf.wrapping_add(t.ldb);
+                pf = pf.wrapping_add(t.prefetch_ld);
             }
             // SAFETY: this step's `nr` floats of `b` and the group's rows are readable
             // (contract).

@@ -150,10 +150,14 @@ pub struct Tile {
     pub bias: *const f32,
     pub load_c: bool,
     pub relu: bool,
-    /// A hint, or null: the kernel may prefetch rows `0..k` (stride `ldb`, `nr` floats each)
-    /// from here while it runs, e.g. the next in-place `B` panel. Prefetching never faults, so
-    /// this pointer need not be readable; kernels that ignore it are correct too.
+    /// A hint, or null: at step `s` the kernel may prefetch the `min(prefetch_ld, nr)` floats
+    /// at `prefetch + s * prefetch_ld` while it runs: with `prefetch_ld = ldb` the rows of a
+    /// panel laid out as `b` (e.g. the next in-place `B` panel), with less a slice of a
+    /// contiguous run that several tiles share. Prefetching never faults, so this pointer need
+    /// not be readable; kernels that ignore it are correct too.
     pub prefetch: *const f32,
+    /// Floats between the rows of `prefetch` (see there).
+    pub prefetch_ld: usize,
 }
 
 /// A GEMM micro-kernel: computes one full `mr x nr` tile.

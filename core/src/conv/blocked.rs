@@ -247,6 +247,9 @@ pub(super) unsafe fn run_tiles(
             let last = chunk + 1 == chunks;
             for i in 0..tiles {
                 let (a, lda, a_offsets) = a_tile(i, k0);
+                let (prefetch, prefetch_ld) = spread_prefetch(i, spread, kc, l.kc * nr, || {
+                    next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
+                });
                 let (pixel, rows) = pixels(i);
                 let (tk, whole) = tile_kernel(rows);
                 let (c, ldc) = if whole {
@@ -278,9 +281,8 @@ pub(super) unsafe fn run_tiles(
                     },
                     load_c: chunk > 0 || (whole && ep.accumulate),
                     relu: whole && last && ep.relu,
-                    prefetch: spread_prefetch(i, spread, kc * nr, || {
-                        next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
-                    }),
+                    prefetch,
+                    prefetch_ld,
                 };
                 // SAFETY: `a` is the chunk's row operand (contract); `b` is `kc` steps of a
                 // packed `depth x NR` panel; `c` a whole tile of the output or an `MR x NR`
@@ -319,27 +321,25 @@ pub(super) unsafe fn run_tiles(
     }
 }
 
-/// What tile `i` of a chunk prefetches, the next chunk of weights being `next()` (null at the
-/// end) and `len` floats long: the first `spread` tiles each from `i / spread` of the way into
-/// it (and on past its end), the others nothing. The first tile requests the whole chunk in one
-/// burst; the others request again the lines that have not arrived, over the time of several
-/// tiles instead of one.
+/// What tile `i` of a chunk of `kc` steps prefetches of the next chunk of weights (`next()`,
+/// null at the end, `len` floats), and the floats it advances per step: the first `spread`
+/// tiles each one slice of it, a row of `ld` floats per step. Lines are requested at a steady
+/// rate over the chunk, none twice: a tile that requested the whole chunk in one burst filled
+/// the L1's line-fill buffers and stalled its own loads.
 fn spread_prefetch(
     i: usize,
     spread: usize,
+    kc: usize,
     len: usize,
     next: impl FnOnce() -> *const f32,
-) -> *const f32 {
-    if i >= spread {
-        return core::ptr::null();
+) -> (*const f32, usize) {
+    if i >= spread || kc == 0 {
+        return (core::ptr::null(), 0);
     }
     let next = next();
+    let ld = len.div_ceil(spread * kc);
     // Null stays null (no prefetch); otherwise a hint, never dereferenced.
-    if next.is_null() {
-        next
-    } else {
-        next.wrapping_add(i * len / spread / BLOCK * BLOCK)
-    }
+    (if next.is_null() { next } else { next.wrapping_add(i * kc * ld) }, ld)
 }
 
 /// Where a job's row operand comes from.
@@ -621,6 +621,8 @@ pub(super) unsafe fn run_winograd(
                 let k0 = chunk * l.kc;
                 let kc = l.kc.min(cin - k0);
                 for i in 0..ntp / mr {
+                    let (prefetch, prefetch_ld) =
+                        spread_prefetch(i, spread, kc, l.kc * nr, || next_chunk(xi, p, chunk));
                     let tile = Tile {
                         k: kc,
                         a: v[xi * cin * ntp + (k0 / BLOCK * ntp + i * mr) * BLOCK..].as_ptr(),
@@ -633,7 +635,8 @@ pub(super) unsafe fn run_winograd(
                         bias: core::ptr::null(),
                         load_c: chunk > 0,
                         relu: false,
-                        prefetch: spread_prefetch(i, spread, kc * nr, || next_chunk(xi, p, chunk)),
+                        prefetch,
+                        prefetch_ld,
                     };
                     // SAFETY: `a` is `kc` steps (whole blocks) of `MR` tiles of `V_ξ`, `b` the
                     // matching rows of the packed `U_ξ` panel, `c` the tiles' `NR` channels of

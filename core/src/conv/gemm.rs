@@ -105,6 +105,7 @@ pub(super) unsafe fn run(
                     // one (`kc` rows a whole plane apart, which the hardware prefetchers do
                     // not follow) is fetched into the cache; packed panels are contiguous and
                     // gained nothing from it.
+                    prefetch_ld: ldb,
                     prefetch: if direct && p == job.panels.start && (j + 2) * nr <= job.ncols {
                         img[k0 * plane + job.col0 + (j + 1) * nr..].as_ptr()
                     } else {

@@ -140,6 +140,7 @@ pub(super) unsafe fn run(
                     relu: false,
                     // The first tile fetches the next chunk of weights while the weights of
                     // this one, fetched the same way, are in cache.
+                    prefetch_ld: nr,
                     prefetch: if i == 0 {
                         next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
                     } else {

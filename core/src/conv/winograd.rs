@@ -244,6 +244,7 @@ pub(super) unsafe fn run(
                         load_c: false,
                         relu: false,
                         prefetch: core::ptr::null(),
+                        prefetch_ld: 0,
                     };
                     // SAFETY: full `mr x nr` tiles: `V_ξ` holds `cin_g` rows of
                     // `ld >= (tb + 1) * mr` tiles, each `U_ξ` panel `cin_g` steps of `nr`,
@@ -304,6 +305,7 @@ pub(super) unsafe fn run(
                     load_c: false,
                     relu: false,
                     prefetch: core::ptr::null(),
+                    prefetch_ld: 0,
                 };
                 // SAFETY: full `mr x nr` tiles: `U_ξ` panels hold `cin_g` steps, `V_ξ` has
                 // `cin_g` rows of `ld >= (j + 1) * nr` columns, `M_ξ` `m_pad` rows of `ld`;

@@ -79,14 +79,15 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
 ) -> [[__m512; NV]; MR] {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.prefetch);
+    let pf_lines = t.prefetch_ld.div_ceil(16).min(NV);
     for k in 0..t.k {
         if PF {
-            // One prefetch per cache line of the row's `16 * NV` floats; `wrapping_add` because
-            // the hinted address need not be inside an allocation (prefetches never fault).
-            for v in 0..NV {
+            // One prefetch per cache line of the step's row; `wrapping_add` because the hinted
+            // address need not be inside an allocation (prefetches never fault).
+            for v in 0..pf_lines {
                 _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(16 * v).cast());
             }
-            pf = pf.wrapping_add(t.ldb);
+            pf = pf.wrapping_add(t.prefetch_ld);
         }
         // An indirect operand names each step's rows (see `Tile::a_offsets`).
         let ak = if t.a_offsets.is_null() {
