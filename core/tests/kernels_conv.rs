@@ -830,9 +830,10 @@ fn blocked_wide_tiles() {
     }
 }
 
-/// NCHW input into blocked output (the stem, `Kernels::gemm_tb`) with a reduction deeper than
-/// one chunk (`KC_T = 128`: the 7x7 ImageNet stem has depth 147, two chunks of 74), groups,
-/// batch 2, pointwise and strided; and 7-row tails of the 14-row blocked tile.
+/// NCHW input into blocked output (the stem, `Kernels::gemm_tb`), with the ImageNet stem's
+/// depth (147, one chunk of `KC_STEM = 256`) and deeper ones (300 and 450: two chunks), groups,
+/// batch 2, pointwise and strided; and 7-row tails of the 14-row blocked tile (blocked input,
+/// chunks of `KC_T = 64`).
 #[test]
 fn stem_into_blocked_deep() {
     let mut seed = 9000;

@@ -267,6 +267,13 @@ const KC_DIRECT: usize = 128;
 /// GFLOP/s against 256 steps (`conv_table`, cold).
 const KC_T: usize = 64;
 
+/// Depth of one chunk of the stem of a blocked network (GemmT from NCHW input): all of an
+/// ImageNet stem's 147 steps (3 channels x 7x7), whose 18 KiB panel stays in L1 while the
+/// job's hundreds of tiles pass over it, each reading 14 pixels per step, instead of three
+/// passes over every tile's sums. 7x7/2 stem, `LAYOUT=nchw16c` conv_table, AVX-512: 146-149 ->
+/// 160-161 GFLOP/s; in ResNet-50 1.68-1.75 -> 1.60-1.65 ms (AVX2: 2.89 -> 2.72 ms).
+const KC_STEM: usize = 256;
+
 /// Output pixels per image from which AVX-512 GEMM and pointwise convolutions use the 8x48
 /// tile (56x56 and up; `benches/conv_table.rs`: stem 94 -> 105 GFLOP/s, 1x1 256->64 at 56x56
 /// 121 -> 138, while 14x14 and 7x7 layers lose 20-30% to partial panels).
@@ -776,6 +783,7 @@ impl PackedConv {
         let units = (out.n * self.geom.groups).max(1);
         let kc_max = match self.algo {
             ConvAlgo::Direct => KC_DIRECT,
+            ConvAlgo::GemmT if self.blocked_out_only() => KC_STEM,
             ConvAlgo::GemmT => KC_T,
             _ if self.blocked_in() => KC_T,
             _ => KC,
