@@ -797,9 +797,11 @@ fn blocked_wide_tiles() {
         (rect(16, 32, (3, 3), (2, 2), (1, 1), 2), 27),
         (rect(16, 16, (3, 5), (2, 1), (1, 2), 1), 17),
         (rect(16, 16, (5, 3), (1, 2), (2, 1), 1), 17),
-        // Also blocked Winograd with a narrow panel (F(2,3) at 13x13, F(4,3) at 28x28).
+        // Also blocked Winograd with a narrow panel (F(2,3) at 13x13, F(4,3) at 28x28), and
+        // with 80 input channels (two chunks, 48 and 32 steps) and partial last tiles (27x27).
         (rect(32, 48, (3, 3), (1, 1), (1, 1), 1), 13),
         (rect(16, 48, (3, 3), (1, 1), (1, 1), 1), 28),
+        (rect(80, 32, (3, 3), (1, 1), (1, 1), 1), 27),
     ];
     for (geom, hw) in windows.into_iter().chain(shifted) {
         for accumulate in [false, true] {
@@ -850,7 +852,8 @@ fn stem_into_blocked_deep() {
         (Conv2dGeometry::square(40, 64, 3, 1, 1, 2), Shape::new(2, 40, 8, 13)),
         (Conv2dGeometry::square(6, 32, 1, 1, 0, 2), Shape::new(2, 6, 7, 9)),
         (rect(30, 32, (5, 3), (2, 1), (2, 1), 1), Shape::new(1, 30, 11, 23)),
-        // 7-row tails of the 14-row blocked tile, deep (3 chunks), groups, batch 2.
+        // 7-row tails of the 14-row blocked tile, deep (5 chunks of `KC_T`, the last of 16
+        // steps, with blocked input), groups, batch 2.
         (Conv2dGeometry::square(272, 48, 1, 1, 0, 1), Shape::new(2, 272, 7, 7)),
         (Conv2dGeometry::square(288, 64, 1, 2, 0, 2), Shape::new(2, 288, 13, 13)),
         (Conv2dGeometry::square(32, 16, 1, 1, 0, 1), Shape::new(1, 32, 3, 7)),

@@ -51,11 +51,12 @@ use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
 use crate::arch::Tile;
 use crate::shape::{Conv2dGeometry, Shape};
 
-/// Tiles per chunk that prefetch the next chunk's weights ([`run_tiles`]). With only the
-/// first tile prefetching, the weight-bound 7x7 layers stalled; with every tile of a job
-/// prefetching, the stem (hundreds of tiles per job, weights in L1) ran slower. Measured on
-/// ResNet-18, one thread, 20 interleaved rounds of `shortcut bench resnet18 --threads 1 --iters
-/// 20 --json`: median of medians 22.90 -> 22.62 ms, best 21.17 -> 20.36 ms.
+/// Tiles per chunk that share the prefetch of the next chunk's weights ([`run_tiles`],
+/// [`run_winograd`], [`spread_prefetch`]). With only the first tile prefetching, the
+/// weight-bound 7x7 layers stalled; with every tile of a job prefetching, the stem (hundreds of
+/// tiles per job, weights in L1) ran slower (ResNet-18, one thread, 20 interleaved rounds:
+/// median of medians 22.90 -> 22.62 ms, best 21.17 -> 20.36 ms, when each of these tiles still
+/// requested a whole chunk). With even slices, 4 and 16 measured the same as 8 on ResNet-50.
 const PREFETCH_SPREAD: usize = 8;
 
 /// Runs one task of a GemmT convolution with blocked input and output.
@@ -226,7 +227,7 @@ pub(super) unsafe fn run_tiles(
     let ohw = l.out.h * l.out.w;
     let depth = pc.depth;
     let chunks = depth.div_ceil(l.kc);
-    // The first `spread` tiles of a chunk each prefetch the next chunk of weights.
+    // The first `spread` tiles of a chunk each prefetch a slice of the next chunk of weights.
     let spread = tiles.min(PREFETCH_SPREAD);
     for p in job.panels.clone() {
         let chans = nr.min(cout_g - p * nr);
@@ -245,11 +246,10 @@ pub(super) unsafe fn run_tiles(
             let k0 = chunk * l.kc;
             let kc = l.kc.min(depth - k0);
             let last = chunk + 1 == chunks;
+            let next = next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end);
             for i in 0..tiles {
                 let (a, lda, a_offsets) = a_tile(i, k0);
-                let (prefetch, prefetch_ld) = spread_prefetch(i, spread, kc, l.kc * nr, || {
-                    next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
-                });
+                let (prefetch, prefetch_ld) = spread_prefetch(i, spread, kc, l.kc * nr, next);
                 let (pixel, rows) = pixels(i);
                 let (tk, whole) = tile_kernel(rows);
                 let (c, ldc) = if whole {
@@ -321,25 +321,27 @@ pub(super) unsafe fn run_tiles(
     }
 }
 
-/// What tile `i` of a chunk of `kc` steps prefetches of the next chunk of weights (`next()`,
+/// What tile `i` of a chunk of `kc` steps prefetches of the next chunk of weights (`next`,
 /// null at the end, `len` floats), and the floats it advances per step: the first `spread`
-/// tiles each one slice of it, a row of `ld` floats per step. Lines are requested at a steady
-/// rate over the chunk, none twice: a tile that requested the whole chunk in one burst filled
-/// the L1's line-fill buffers and stalled its own loads.
+/// tiles each one slice of it, a row of `ld` floats per step, so that lines are requested at a
+/// steady rate over the chunk and no line by two tiles (a tile that requested the whole chunk
+/// in one burst filled the L1's line-fill buffers and stalled its own loads). Kernels prefetch
+/// at most their `nr` floats per step, so after a short last chunk in a job of few tiles
+/// (`ld > nr`; never in ResNet, whose depths are multiples of 64) the end of the next chunk is
+/// left to the hardware prefetchers.
 fn spread_prefetch(
     i: usize,
     spread: usize,
     kc: usize,
     len: usize,
-    next: impl FnOnce() -> *const f32,
+    next: *const f32,
 ) -> (*const f32, usize) {
-    if i >= spread || kc == 0 {
+    if i >= spread || kc == 0 || next.is_null() {
         return (core::ptr::null(), 0);
     }
-    let next = next();
     let ld = len.div_ceil(spread * kc);
-    // Null stays null (no prefetch); otherwise a hint, never dereferenced.
-    (if next.is_null() { next } else { next.wrapping_add(i * kc * ld) }, ld)
+    // A hint, never dereferenced.
+    (next.wrapping_add(i * kc * ld), ld)
 }
 
 /// Where a job's row operand comes from.
@@ -600,7 +602,7 @@ pub(super) unsafe fn run_winograd(
     let panel = |xi: usize, p: usize| &job.weights[(xi * pc.m_pad + p * nr) * cin..][..cin * nr];
     // The next chunk of `U`: in this panel of `U_ξ`, else the next `ξ`'s, else the next
     // panel's first (each is elsewhere in the weights, where hardware prefetchers do not look).
-    let next_chunk = |xi: usize, p: usize, chunk: usize| {
+    let next_u = |xi: usize, p: usize, chunk: usize| {
         if chunk + 1 < chunks {
             panel(xi, p)[(chunk + 1) * l.kc * nr..].as_ptr()
         } else if xi + 1 < alpha2 {
@@ -620,9 +622,9 @@ pub(super) unsafe fn run_winograd(
             for chunk in 0..chunks {
                 let k0 = chunk * l.kc;
                 let kc = l.kc.min(cin - k0);
+                let next = next_u(xi, p, chunk);
                 for i in 0..ntp / mr {
-                    let (prefetch, prefetch_ld) =
-                        spread_prefetch(i, spread, kc, l.kc * nr, || next_chunk(xi, p, chunk));
+                    let (prefetch, prefetch_ld) = spread_prefetch(i, spread, kc, l.kc * nr, next);
                     let tile = Tile {
                         k: kc,
                         a: v[xi * cin * ntp + (k0 / BLOCK * ntp + i * mr) * BLOCK..].as_ptr(),

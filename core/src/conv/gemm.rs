@@ -105,12 +105,12 @@ pub(super) unsafe fn run(
                     // one (`kc` rows a whole plane apart, which the hardware prefetchers do
                     // not follow) is fetched into the cache; packed panels are contiguous and
                     // gained nothing from it.
-                    prefetch_ld: ldb,
                     prefetch: if direct && p == job.panels.start && (j + 2) * nr <= job.ncols {
                         img[k0 * plane + job.col0 + (j + 1) * nr..].as_ptr()
                     } else {
                         core::ptr::null()
                     },
+                    prefetch_ld: ldb,
                 };
                 let c0 = out_base + p * mr * ohw + job.col0 + j * nr;
                 // SAFETY: rows `p*mr .. p*mr + rows` of this group and columns of this job are

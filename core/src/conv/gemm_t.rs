@@ -140,12 +140,12 @@ pub(super) unsafe fn run(
                     relu: false,
                     // The first tile fetches the next chunk of weights while the weights of
                     // this one, fetched the same way, are in cache.
-                    prefetch_ld: nr,
                     prefetch: if i == 0 {
                         next_chunk(w_group, (nr, depth, l.kc), p, chunk, job.panels.end)
                     } else {
                         core::ptr::null()
                     },
+                    prefetch_ld: nr,
                 };
                 // SAFETY: `a` is `kc` steps of a packed `depth x MR` panel, or of `MR` pixels
                 // inside each input plane (`i < whole`), or `MR` floats of the padded copy at

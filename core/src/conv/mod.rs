@@ -239,8 +239,8 @@ struct Layout {
     blocks: usize,
     /// Blocks of output channels (of [`PackedConv::panel_rows`]-channel panels) per column block.
     mblocks: usize,
-    /// Depth per chunk of the reduction (GEMM, pointwise Direct and the transposed GEMM); a
-    /// multiple of 16 with blocked input.
+    /// Depth per chunk of the reduction (GEMM, pointwise Direct, the transposed GEMM and blocked
+    /// Winograd's GEMMs); a multiple of 16 with blocked input.
     kc: usize,
     /// The micro-kernel of the GEMM and pointwise paths ([`PackedConv::gemm_kernel`]).
     gemm: GemmKernel,
@@ -257,11 +257,12 @@ const KC: usize = 256;
 /// fewer rows per chunk touch fewer pages (measured 5-15% faster than 256 on 1x1 layers).
 const KC_DIRECT: usize = 128;
 
-/// Depth of one chunk of [`ConvAlgo::GemmT`] and of blocked Winograd's GEMMs: a `KC_T x 32`
-/// weight panel (8 KiB with AVX-512) stays in L1 while the job's pixel tiles (or tiles of
-/// `V_ξ`) pass over it, beside the next chunk it prefetches and, where a job has few pixels
-/// (7x7 and 14x14 maps, whose weights stream from memory), the tiles' inputs: 49 pixels x 64
-/// steps is 12.5 KiB; at 128 steps the three overflowed L1. ResNet-50, one thread,
+/// Depth of one chunk (at most; chunks are balanced) of [`ConvAlgo::GemmT`], except the stem of
+/// a blocked network ([`KC_STEM`]), and of blocked Winograd's GEMMs: a `KC_T x 32` weight
+/// panel (8 KiB with AVX-512) stays in L1 while the job's pixel tiles (or tiles of `V_ξ`) pass
+/// over it, beside the next chunk it prefetches and, where a job has few pixels (7x7 and 14x14
+/// maps, whose weights stream from memory), the tiles' inputs: 49 pixels x 64 steps is 12.25
+/// KiB; at 128 steps the three overflowed L1. ResNet-50, one thread,
 /// interleaved: GemmT layers at 7x7 14.1 -> 12.7 ms, at 14x14 18.6 -> 17.9 ms, the rest
 /// unchanged (32 lost 2 ms at 56x56 and 28x28); blocked `F(2,3)` at 14x14 207 -> 274-289
 /// GFLOP/s against 256 steps (`conv_table`, cold).
@@ -785,7 +786,7 @@ impl PackedConv {
             ConvAlgo::Direct => KC_DIRECT,
             ConvAlgo::GemmT if self.blocked_out_only() => KC_STEM,
             ConvAlgo::GemmT => KC_T,
-            _ if self.blocked_in() => KC_T,
+            _ if self.blocked_in() && self.algo.winograd_m().is_some() => KC_T,
             _ => KC,
         };
         let (cols, max_nc) = match self.algo.winograd_m() {
