@@ -1,7 +1,7 @@
 //! The execution schedule of a network for one input shape, and the buffer sizes it needs.
 //!
 //! [`walk`] is the single description of how blocks are executed: it emits [`Step`]s with the
-//! buffer slot each reads and writes. [`plan`] sizes the slots from it and [`crate::forward`]
+//! buffer slot each reads and writes. [`plan()`] sizes the slots from it and [`crate::forward()`]
 //! executes it, so planning and execution cannot disagree.
 
 use crate::epilogue::Epilogue;

@@ -3,7 +3,7 @@
 //! Entering a rayon pool from outside (`install`, `join`) pushes a job onto rayon's global
 //! injector, which allocates a block every few dozen pushes. A forward pass enters its pool
 //! once per parallel layer, so it would allocate now and then. Instead, one worker of the pool
-//! runs [`serve`] for the pool's lifetime: callers hand it a closure through a mutex and wait;
+//! runs `serve` for the pool's lifetime: callers hand it a closure through a mutex and wait;
 //! the closure's parallel loops start from inside the pool, where rayon uses the worker's own
 //! deque and never allocates in steady state.
 
