@@ -446,13 +446,23 @@ fn shifted_rows(
                 if sw == 1 {
                     inside.copy_from_slice(&line[x0 * BLOCK..][..(hi - lo) * BLOCK]);
                 } else {
-                    let pixels = line[x0 * BLOCK..].chunks(BLOCK).step_by(sw);
-                    for (dst, px) in inside.chunks_exact_mut(BLOCK).zip(pixels) {
-                        dst.copy_from_slice(px);
-                    }
+                    copy_pixels_strided(inside, &line[x0 * BLOCK..], sw);
                 }
             }
         }
+    }
+}
+
+/// Copies pixel `j * stride` of `src` to pixel `j` of `dst`, both blocked (16 floats a pixel),
+/// for every pixel of `dst`, in whole 16-float moves the compiler keeps inline: a
+/// `copy_from_slice` of a length known only at run time called `memmove` once per pixel (64
+/// bytes), which took about as long as the copy itself.
+pub(super) fn copy_pixels_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    let (dst, rest) = dst.as_chunks_mut::<BLOCK>();
+    debug_assert!(rest.is_empty(), "whole pixels");
+    let (src, _) = src.as_chunks::<BLOCK>();
+    for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+        *d = *s;
     }
 }
 

@@ -117,11 +117,8 @@ pub(super) fn padded_rows(
                     let columns = line[x0..].iter().step_by(sw);
                     inside.iter_mut().zip(columns).for_each(|(v, x)| *v = *x);
                 } else {
-                    let columns = line[x0 * pixel..].chunks(pixel).step_by(sw);
-                    inside
-                        .chunks_exact_mut(pixel)
-                        .zip(columns)
-                        .for_each(|(v, x)| v.copy_from_slice(x));
+                    debug_assert_eq!(pixel, crate::arch::blocked::BLOCK, "NCHW or NCHW16c");
+                    super::blocked::copy_pixels_strided(inside, &line[x0 * pixel..], sw);
                 }
             }
         }
