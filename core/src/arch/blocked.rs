@@ -67,7 +67,7 @@ unsafe fn gemm_blocked_pf<
     let zero = unsafe { V::zero() };
     let mut acc = [[zero; NV]; MR];
     let (mut b, mut pf) = (t.b, t.prefetch);
-    let pf_lines = t.prefetch_ld.min(NV * V::N).div_ceil(16);
+    let pf_lines = t.prefetch_lines(NV * V::N);
     debug_assert!(t.k.is_multiple_of(G), "reduction in whole groups");
     let groups = t.k / G;
     // Where group `g`'s rows start.

@@ -160,6 +160,15 @@ pub struct Tile {
     pub prefetch_ld: usize,
 }
 
+impl Tile {
+    /// Cache lines (16 floats) a kernel `nr` columns wide prefetches per step: those of the
+    /// `min(prefetch_ld, nr)` floats at the step's row of [`Tile::prefetch`].
+    #[inline(always)]
+    pub fn prefetch_lines(&self, nr: usize) -> usize {
+        self.prefetch_ld.min(nr).div_ceil(16)
+    }
+}
+
 /// A GEMM micro-kernel: computes one full `mr x nr` tile.
 ///
 /// # Safety (of calling `run`)

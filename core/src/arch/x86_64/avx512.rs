@@ -79,7 +79,7 @@ unsafe fn product<const MR: usize, const NV: usize, const PF: bool>(
 ) -> [[__m512; NV]; MR] {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.prefetch);
-    let pf_lines = t.prefetch_ld.div_ceil(16).min(NV);
+    let pf_lines = t.prefetch_lines(16 * NV);
     for k in 0..t.k {
         if PF {
             // One prefetch per cache line of the step's row; `wrapping_add` because the hinted
