@@ -354,17 +354,9 @@ impl PackedConv {
         if !PackedConv::supports_layouts(algo, geom, layouts) {
             return None;
         }
-        let mr = kernels.gemm.mr;
         let direct = algo == ConvAlgo::Direct && !pointwise(geom);
         let blocked_in = layouts.0 == ActLayout::Nchw16c;
-        let blocked_out = layouts.1 == ActLayout::Nchw16c;
-        let rows = match algo {
-            _ if direct => CO,
-            _ if blocked_in => kernels.gemm_b.nr,
-            _ if blocked_out => kernels.gemm_tb.nr,
-            _ if algo.transposed() => kernels.gemm_t.nr,
-            _ => mr,
-        };
+        let rows = panel_rows(&kernels, algo, geom, layouts);
         let m_pad = geom.out_per_group().div_ceil(rows) * rows;
         let mut bias_packed = Vec::with_capacity(geom.groups * m_pad);
         for g in 0..geom.groups {
@@ -661,8 +653,8 @@ impl PackedConv {
     /// shortcut-core --bench conv_table -- avx512 3x3s2`) or that read shifted copies (tiles
     /// across rows, `blocked::shifted`), the 14-row blocked tile (same `NR`); and the stem of a
     /// blocked network (other than a pointwise one, read in place) with such rows its 14-row
-    /// tile (the 7x7/2 ImageNet stem: 130/135 -> 141/142 GFLOP/s, same bench). Winograd keeps the ISA's kernel: its columns are
-    /// tiles, 4-16x fewer than pixels.
+    /// tile (the 7x7/2 ImageNet stem: 130/135 -> 141/142 GFLOP/s, same bench). Winograd keeps
+    /// the ISA's kernel: its columns are tiles, 4-16x fewer than pixels.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
         #[cfg(target_arch = "x86_64")]
         if self.kernels.isa == Isa::Avx512
@@ -756,17 +748,7 @@ impl PackedConv {
 
     /// Output channels per panel of packed weights.
     fn panel_rows(&self) -> usize {
-        if self.direct_kxk() {
-            CO
-        } else if self.blocked_in() {
-            self.kernels.gemm_b.nr
-        } else if self.blocked_out_only() {
-            self.kernels.gemm_tb.nr
-        } else if self.algo.transposed() {
-            self.kernels.gemm_t.nr
-        } else {
-            self.kernels.gemm.mr
-        }
+        panel_rows(&self.kernels, self.algo, &self.geom, self.layouts)
     }
 
     fn layout(&self, in_shape: Shape) -> Layout {
@@ -1031,6 +1013,24 @@ fn pointwise(geom: &Conv2dGeometry) -> bool {
         && geom.stride_w == 1
         && geom.pad_h == 0
         && geom.pad_w == 0
+}
+
+/// Output channels per panel of the weights `algo` packs for `layouts` with `kernels`: the
+/// direct kernel's `CO`, else the columns of the pixel-rows kernels (blocked input, NCHW input
+/// into blocked output, the transposed GEMM), else the GEMM's rows.
+fn panel_rows(
+    kernels: &Kernels,
+    algo: ConvAlgo,
+    geom: &Conv2dGeometry,
+    layouts: (ActLayout, ActLayout),
+) -> usize {
+    match layouts {
+        _ if algo == ConvAlgo::Direct && !pointwise(geom) => CO,
+        (ActLayout::Nchw16c, _) => kernels.gemm_b.nr,
+        (_, ActLayout::Nchw16c) => kernels.gemm_tb.nr,
+        _ if algo.transposed() => kernels.gemm_t.nr,
+        _ => kernels.gemm.mr,
+    }
 }
 
 /// One job: output columns `col0 .. col0 + ncols` and the output channels of panels `panels`
