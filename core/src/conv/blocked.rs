@@ -45,7 +45,7 @@
 //!
 //! In ResNet-50 (one thread, same run): 70.8-72.3 ms NCHW against 61.2-67.4 ms blocked.
 
-use super::gemm_t::{next_chunk, u32_slice};
+use super::gemm_t::{input_offsets, next_chunk};
 use super::{direct, Io, Job, Layout, PackedConv};
 use crate::arch::blocked::{BlockedStoreArgs, BLOCK};
 use crate::arch::Tile;
@@ -113,15 +113,13 @@ pub(super) unsafe fn run(
         let blocks = geom.in_per_group() / BLOCK;
         let (buf, rest) = rest.split_at_mut(blocks * block_len);
         shifted_rows(geom, img, in_shape, (first, rows, ow), buf);
-        let offsets = u32_slice(&mut rest[..depth / BLOCK]);
-        for (g, o) in offsets.iter_mut().enumerate() {
+        let offsets = input_offsets(&mut rest[..depth / BLOCK], |g| {
             let (tap, cb) = (g / blocks, g % blocks);
             let (ky, kx) = (tap / kw, tap % kw);
             // `stride_h` 1: one copy per `kx`, the tap's rows `ky` rows on; else one per tap.
             let (copy, row) = if row_copies == 1 { (kx, ky) } else { (tap, 0) };
-            let at = cb * block_len + copy * shift_len + row * ow * BLOCK;
-            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
-        }
+            cb * block_len + copy * shift_len + row * ow * BLOCK
+        });
         Operands::Shifted { buf, offsets, first: first * ow }
     } else {
         let (sh, sw, kw) = (geom.stride_h, geom.stride_w, geom.kernel_w);
@@ -133,13 +131,11 @@ pub(super) unsafe fn run(
         let blocks = geom.in_per_group() / BLOCK;
         let (buf, rest) = rest.split_at_mut(blocks * block_len);
         direct::padded_rows(geom, img, in_shape, first, (phase_w, BLOCK), buf);
-        let offsets = u32_slice(&mut rest[..depth / BLOCK]);
-        for (g, o) in offsets.iter_mut().enumerate() {
+        let offsets = input_offsets(&mut rest[..depth / BLOCK], |g| {
             let (tap, cb) = (g / blocks, g % blocks);
             let (ky, kx) = (tap / kw, tap % kw);
-            let at = cb * block_len + ky * row_len + ((kx % sw) * phase_w + kx / sw) * BLOCK;
-            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
-        }
+            cb * block_len + ky * row_len + ((kx % sw) * phase_w + kx / sw) * BLOCK
+        });
         Operands::Window { buf, offsets, first, row_step: sh * row_len }
     };
     // The row operand of tile `i` from step `k0` (a multiple of 16): start, group stride,
@@ -426,43 +422,17 @@ fn shifted_rows(
         let src = &img[cb * plane..][..plane];
         for (c, copy) in copies.chunks_exact_mut(shift_len).enumerate() {
             let (ky, kx) = (c / kw, c % kw);
-            // Columns `x` in `lo .. hi` read input column `x * sw + kx - pad_w` inside the row.
-            let lo = geom.pad_w.saturating_sub(kx).div_ceil(sw).min(ow);
-            let hi = (iw + geom.pad_w).saturating_sub(kx).div_ceil(sw).clamp(lo, ow);
             for (r, row) in copy.chunks_exact_mut(ow * BLOCK).enumerate() {
                 let y = ((first + r) * sh + ky).checked_sub(geom.pad_h).filter(|&y| y < ih);
                 let Some(y) = y else {
                     row.fill(0.0);
                     continue;
                 };
-                row[..lo * BLOCK].fill(0.0);
-                row[hi * BLOCK..].fill(0.0);
-                if lo == hi {
-                    continue;
-                }
-                let x0 = lo * sw + kx - geom.pad_w;
+                // Column `x` reads input column `x * sw + kx - pad_w`.
                 let line = &src[y * iw * BLOCK..][..iw * BLOCK];
-                let inside = &mut row[lo * BLOCK..hi * BLOCK];
-                if sw == 1 {
-                    inside.copy_from_slice(&line[x0 * BLOCK..][..(hi - lo) * BLOCK]);
-                } else {
-                    copy_pixels_strided(inside, &line[x0 * BLOCK..], sw);
-                }
+                direct::padded_columns(row, line, (kx, geom.pad_w, sw), BLOCK);
             }
         }
-    }
-}
-
-/// Copies pixel `j * stride` of `src` to pixel `j` of `dst`, both blocked (16 floats a pixel),
-/// for every pixel of `dst`, in whole 16-float moves the compiler keeps inline: a
-/// `copy_from_slice` of a length known only at run time called `memmove` once per pixel (64
-/// bytes), which took about as long as the copy itself.
-pub(super) fn copy_pixels_strided(dst: &mut [f32], src: &[f32], stride: usize) {
-    let (dst, rest) = dst.as_chunks_mut::<BLOCK>();
-    debug_assert!(rest.is_empty(), "whole pixels");
-    let (src, _) = src.as_chunks::<BLOCK>();
-    for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
-        *d = *s;
     }
 }
 

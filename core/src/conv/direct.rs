@@ -10,6 +10,7 @@
 
 use super::{Io, Job, Layout, PackedConv};
 use crate::aligned::AlignedVec;
+use crate::arch::blocked::BLOCK;
 use crate::arch::direct::{DirectArgs, CO};
 use crate::shape::{Conv2dGeometry, Shape};
 
@@ -95,33 +96,55 @@ pub(super) fn padded_rows(
                 continue;
             };
             let line = &src[y * iw * pixel..][..iw * pixel];
-            if sw == 1 {
-                let (pad, len) = (geom.pad_w * pixel, iw * pixel);
-                row[..pad].fill(0.0);
-                row[pad..pad + len].copy_from_slice(line);
-                row[pad + len..].fill(0.0);
-                continue;
-            }
             for (q, phase) in row.chunks_exact_mut(phase_w * pixel).enumerate() {
-                // Element `j` is column `j * sw + q - pad_w`: inside the row for `lo <= j < hi`.
-                let lo = geom.pad_w.saturating_sub(q).div_ceil(sw).min(phase_w);
-                let hi = (iw + geom.pad_w).saturating_sub(q).div_ceil(sw).clamp(lo, phase_w);
-                phase[..lo * pixel].fill(0.0);
-                phase[hi * pixel..].fill(0.0);
-                if lo == hi {
-                    continue;
-                }
-                let x0 = lo * sw + q - geom.pad_w;
-                let inside = &mut phase[lo * pixel..hi * pixel];
-                if pixel == 1 {
-                    let columns = line[x0..].iter().step_by(sw);
-                    inside.iter_mut().zip(columns).for_each(|(v, x)| *v = *x);
-                } else {
-                    debug_assert_eq!(pixel, crate::arch::blocked::BLOCK, "NCHW or NCHW16c");
-                    super::blocked::copy_pixels_strided(inside, &line[x0 * pixel..], sw);
-                }
+                padded_columns(phase, line, (q, geom.pad_w, sw), pixel);
             }
         }
+    }
+}
+
+/// Fills `dst` (pixels of `pixel` floats: 1 for NCHW, 16 for channel-blocked input) with the
+/// input row `line`'s columns `j * sw + q - pad_w` for pixel `j`, zero outside the row: one
+/// phase of a padded row ([`padded_rows`]), or one shifted copy's row
+/// (`blocked::shifted_rows`).
+pub(super) fn padded_columns(
+    dst: &mut [f32],
+    line: &[f32],
+    (q, pad_w, sw): (usize, usize, usize),
+    pixel: usize,
+) {
+    let (n, iw) = (dst.len() / pixel, line.len() / pixel);
+    // Pixel `j` is inside the row for `lo <= j < hi`.
+    let lo = pad_w.saturating_sub(q).div_ceil(sw).min(n);
+    let hi = (iw + pad_w).saturating_sub(q).div_ceil(sw).clamp(lo, n);
+    dst[..lo * pixel].fill(0.0);
+    dst[hi * pixel..].fill(0.0);
+    if lo == hi {
+        return;
+    }
+    let x0 = lo * sw + q - pad_w;
+    let inside = &mut dst[lo * pixel..hi * pixel];
+    if sw == 1 {
+        inside.copy_from_slice(&line[x0 * pixel..][..(hi - lo) * pixel]);
+    } else if pixel == 1 {
+        let columns = line[x0..].iter().step_by(sw);
+        inside.iter_mut().zip(columns).for_each(|(v, x)| *v = *x);
+    } else {
+        debug_assert_eq!(pixel, BLOCK, "NCHW or NCHW16c");
+        copy_pixels_strided(inside, &line[x0 * pixel..], sw);
+    }
+}
+
+/// Copies pixel `j * stride` of `src` to pixel `j` of `dst`, both blocked (16 floats a pixel),
+/// for every pixel of `dst`, in whole 16-float moves the compiler keeps inline: a
+/// `copy_from_slice` of a length known only at run time called `memmove` once per pixel (64
+/// bytes), which took about as long as the copy itself.
+fn copy_pixels_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    let (dst, rest) = dst.as_chunks_mut::<BLOCK>();
+    debug_assert!(rest.is_empty(), "whole pixels");
+    let (src, _) = src.as_chunks::<BLOCK>();
+    for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+        *d = *s;
     }
 }
 

@@ -65,12 +65,10 @@ pub(super) unsafe fn run(
         debug_assert!(job.col0.is_multiple_of(mr) && job.ncols.is_multiple_of(mr));
         let (buf, rest) = rest.split_at_mut(geom.in_per_group() * in_plane);
         direct::padded_rows(geom, img, in_shape, first, (phase_w, 1), buf);
-        let offsets = u32_slice(&mut rest[..depth]);
-        for (k, o) in offsets.iter_mut().enumerate() {
+        let offsets = input_offsets(&mut rest[..depth], |k| {
             let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-            let at = ci * in_plane + ky * row_len + (kx % sw) * phase_w + kx / sw;
-            *o = u32::try_from(at).expect("GemmT: input copy beyond 2^32 floats");
-        }
+            ci * in_plane + ky * row_len + (kx % sw) * phase_w + kx / sw
+        });
         Operands::Window { buf, offsets, first, row_step: sh * row_len }
     } else {
         // Pointwise: whole tiles read the NCHW input in place (pixel `r` of step `k` at
@@ -216,12 +214,18 @@ pub(super) fn next_chunk(
     }
 }
 
-/// Views scratch floats as `u32` offsets.
-pub(super) fn u32_slice(floats: &mut [f32]) -> &mut [u32] {
+/// Views scratch floats as `u32` offsets, offset `g` set to `at(g)`: where step (or group of
+/// steps) `g` of the reduction starts in a copy of the input.
+pub(super) fn input_offsets(floats: &mut [f32], at: impl Fn(usize) -> usize) -> &mut [u32] {
     let len = floats.len();
     // SAFETY: `u32` has the size and alignment of `f32`, every bit pattern is valid for both,
     // and the returned slice borrows `floats` exclusively.
-    unsafe { core::slice::from_raw_parts_mut(floats.as_mut_ptr().cast(), len) }
+    let offsets: &mut [u32] =
+        unsafe { core::slice::from_raw_parts_mut(floats.as_mut_ptr().cast(), len) };
+    for (g, o) in offsets.iter_mut().enumerate() {
+        *o = u32::try_from(at(g)).expect("GemmT: input copy beyond 2^32 floats");
+    }
+    offsets
 }
 
 /// Whether a GemmT convolution with output `out` reads its windows from a padded copy
