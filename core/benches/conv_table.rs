@@ -2,12 +2,15 @@
 //! as a table: the measurements behind `PackedConv::choose_for_input`. On a shared machine the
 //! best of many short runs is steadier than criterion's mean.
 //!
-//! `[COLD=N] [LAYOUT=nchw16c] cargo bench -p shortcut-core --bench conv_table [-- ISA [FILTER]]`
+//! `[COLD=N] [LAYOUT=nchw16c] [ALGO=name] [GFLOP=g] cargo bench -p shortcut-core --bench
+//! conv_table [-- ISA [FILTER]]`
 //!
 //! With `COLD=N` each run uses the next of `N` copies of the packed weights, so that (for `N`
 //! large enough to overflow the caches) weights come from memory, as they do in a network.
 //! With `LAYOUT=nchw16c` the algorithms that run on channel-blocked activations are timed in
-//! that layout (the stem from NCHW input), where the layer's channels allow it.
+//! that layout (the stem from NCHW input), where the layer's channels allow it. `ALGO` times
+//! one algorithm only (e.g. `winograd2`), and `GFLOP` sets the work per layer and algorithm
+//! (default 4, at most 400 runs): both make `perf record` of one layer's kernel practical.
 //!
 //! GFLOP/s count the direct convolution's `2 * MACs`, also for Winograd.
 
@@ -31,6 +34,8 @@ fn main() {
     };
     let filter = args.get(1).cloned().unwrap_or_default();
     let copies: usize = std::env::var("COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let only = std::env::var("ALGO").ok();
+    let work: f64 = std::env::var("GFLOP").ok().and_then(|v| v.parse().ok()).unwrap_or(4.0);
     let blocked = std::env::var("LAYOUT").is_ok_and(|l| l == ActLayout::Nchw16c.name());
     for isa in isas.into_iter().filter(|isa| isa.is_available()) {
         println!("{isa}");
@@ -51,7 +56,8 @@ fn main() {
             };
             let picked = PackedConv::choose_for_layouts(isa, &geom, in_shape, layouts);
             let mut line = format!("  {name:20}");
-            for algo in ConvAlgo::ALL {
+            let algos = ConvAlgo::ALL.into_iter();
+            for algo in algos.filter(|a| only.as_deref().is_none_or(|o| o == a.name())) {
                 let packed =
                     PackedConv::try_new_with_layouts(isa, Some(algo), &geom, &w, &b, layouts);
                 let Some(p) = packed else {
@@ -59,7 +65,7 @@ fn main() {
                 };
                 let mut scratch = vec![0.0; p.scratch_len(in_shape)];
                 let packed = vec![p; copies.max(1)];
-                let reps = ((4e9 / flops) as usize).clamp(5, 400);
+                let reps = ((work * 1e9 / flops) as usize).clamp(5, 400);
                 let mut best = f64::MAX;
                 for p in packed.iter().cycle().take(reps) {
                     let t = Instant::now();
