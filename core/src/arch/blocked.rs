@@ -81,10 +81,11 @@ unsafe fn gemm_blocked_pf<
     };
     for g in 0..groups {
         let a = group_at(g);
-        if G == BLOCK && !t.a_offsets.is_null() && g + 1 < groups {
-            // The next group's rows, one cache line each (a channel block of a pixel): with
-            // offsets (windows) they are a tap or a channel block away, where the hardware
-            // prefetchers do not look. (Groups at a constant stride, `lda`, they do find.)
+        if G == BLOCK && g + 1 < groups {
+            // The next group's rows, one cache line each (a channel block of a pixel): a tap
+            // or a channel block away (windows, offsets), or a plane of the input or of
+            // Winograd's `V_ξ` away (`lda`, kilobytes), where the hardware prefetchers do not
+            // look.
             let next = group_at(g + 1);
             for r in 0..MR {
                 // SAFETY: a prefetch never faults; the ISA is available.
