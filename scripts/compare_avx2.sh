@@ -21,11 +21,14 @@ shim="$root/target/cpuid_mask.so"
 mkdir -p "$root/target"
 cc -O2 -shared -fPIC -o "$shim" "$root/scripts/cpuid_mask.c"
 bin="$root/target/release/shortcut"
-# The shortcut binary must see AVX2 as its best ISA under the mask, or the mask did not work.
-isa=$(LD_PRELOAD="$shim" "$bin" bench "$arch" --threads 1 --iters 1 --warmup 0 | head -1)
-case "$isa" in
-*", avx2,"*) ;;
-*) echo "$0: AVX-512 still visible under the mask: $isa" >&2; exit 1 ;;
-esac
-LD_PRELOAD="$shim" SHORTCUT_ISA=avx2 python "$root/../shared/bench/compare.py" \
+[ -x "$bin" ] || { echo "$0: no $bin; run cargo build --release -p shortcut-tools" >&2; exit 1; }
+preload="$shim${LD_PRELOAD:+:$LD_PRELOAD}"
+# Under the mask, the shortcut binary's own detection must pick AVX2, or the mask did not work.
+isa=$(env -u SHORTCUT_ISA LD_PRELOAD="$preload" "$bin" bench "$arch" --threads 1 --iters 1 \
+    --warmup 0 --json | python3 -c "import json, sys; print(json.load(sys.stdin)['isa'])")
+if [ "$isa" != avx2 ]; then
+    echo "$0: under the mask shortcut still detects $isa, not avx2" >&2
+    exit 1
+fi
+LD_PRELOAD="$preload" SHORTCUT_ISA=avx2 python3 "$root/../shared/bench/compare.py" \
     --arch "$arch" --threads 1 --shortcut "$bin" --no-torch "$@"

@@ -5,11 +5,15 @@
  *
  * Linux's CPUID faulting (`arch_prctl(ARCH_SET_CPUID, 0)`, CPU flag `cpuid_fault`) makes every
  * CPUID instruction of this thread, and of the threads it creates later, raise SIGSEGV. The
- * handler below runs the real CPUID with faulting briefly off, clears the AVX-512 feature bits
- * of leaf 7 (and AMX, which needs the same state), writes the result into the trapped
- * registers and resumes after the instruction. Any other SIGSEGV gets the default action.
- * Libraries resolved before this one's constructor ran (glibc's string functions) keep what
- * they chose. Benchmarking aid only: build with `cc -O2 -shared -fPIC`.
+ * handler below runs the real CPUID with faulting briefly off, clears the AVX-512 (and AMX)
+ * feature bits of leaf 7, writes the result into the trapped registers and resumes after the
+ * instruction. A CPUID trap is a kernel-sent SIGSEGV
+ * (`si_code` SI_KERNEL) at a CPUID instruction; any other SIGSEGV gets the default action.
+ * Libraries resolved before this one's constructor ran (glibc's string functions and hwcaps
+ * directories) keep what they chose, for both engines alike. AVX10 (leaf 7.1 EDX bit 19) is
+ * hidden too; leaf 0x24, which only AVX10 processors describe, is left alone. Rust's
+ * stack-overflow message needs SIGSEGV at its default, so under this library a stack overflow
+ * is a plain crash. Benchmarking aid only: build with `cc -O2 -shared -fPIC`.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
@@ -27,13 +31,15 @@
 static int cpuid_enabled(int enabled) { return (int)syscall(SYS_arch_prctl, ARCH_SET_CPUID, enabled); }
 
 static void on_segv(int sig, siginfo_t *info, void *context) {
-    (void)sig;
-    (void)info;
     greg_t *r = ((ucontext_t *)context)->uc_mcontext.gregs;
+    /* Only a kernel-sent fault can be a CPUID trap; read the instruction only then. */
     const uint8_t *ip = (const uint8_t *)r[REG_RIP];
-    if (ip[0] != 0x0f || ip[1] != 0xa2) {
-        /* Not CPUID: a real fault. Returning re-runs the instruction with the default action. */
+    if (info->si_code != SI_KERNEL || ip[0] != 0x0f || ip[1] != 0xa2) {
+        /* Not a CPUID trap: a real fault re-runs with the default action when this returns; a
+         * sent signal is delivered again with it. */
         signal(SIGSEGV, SIG_DFL);
+        if (info->si_code <= 0)
+            raise(sig);
         return;
     }
     uint32_t leaf = (uint32_t)r[REG_RAX], sub = (uint32_t)r[REG_RCX], a, b, c, d;
@@ -48,7 +54,8 @@ static void on_segv(int sig, siginfo_t *info, void *context) {
         /* EDX: AVX512_4VNNIW, 4FMAPS, VP2INTERSECT, AMX-BF16, AVX512_FP16, AMX-TILE, AMX-INT8. */
         d &= ~(BIT(2) | BIT(3) | BIT(8) | BIT(22) | BIT(23) | BIT(24) | BIT(25));
     } else if (leaf == 7 && sub == 1) {
-        a &= ~BIT(5); /* AVX512_BF16 */
+        a &= ~BIT(5);  /* EAX: AVX512_BF16 */
+        d &= ~BIT(19); /* EDX: AVX10 */
     }
     r[REG_RAX] = a;
     r[REG_RBX] = b;
@@ -62,6 +69,8 @@ __attribute__((constructor)) static void mask_avx512(void) {
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO;
+    /* Nothing else runs while CPUID is briefly real inside the handler. */
+    sigfillset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, NULL) != 0 || cpuid_enabled(0) != 0) {
         perror("cpuid_mask: CPUID faulting unavailable (needs the cpuid_fault CPU flag)");
         exit(2);

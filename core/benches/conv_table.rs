@@ -9,8 +9,9 @@
 //! large enough to overflow the caches) weights come from memory, as they do in a network.
 //! With `LAYOUT=nchw16c` the algorithms that run on channel-blocked activations are timed in
 //! that layout (the stem from NCHW input), where the layer's channels allow it. `ALGO` times
-//! one algorithm only (e.g. `winograd2`), and `GFLOP` sets the work per layer and algorithm
-//! (default 4, at most 400 runs): both make `perf record` of one layer's kernel practical.
+//! one algorithm only (e.g. `winograd2`, or the `matrixmultiply` baseline), and `GFLOP` sets
+//! the work per layer and algorithm (default 4, at most 400 runs): both make `perf record` of
+//! one layer's kernel practical.
 //!
 //! GFLOP/s count the direct convolution's `2 * MACs`, also for Winograd.
 
@@ -35,6 +36,12 @@ fn main() {
     let filter = args.get(1).cloned().unwrap_or_default();
     let copies: usize = std::env::var("COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let only = std::env::var("ALGO").ok();
+    let known =
+        |name: &str| name == "matrixmultiply" || ConvAlgo::ALL.iter().any(|a| a.name() == name);
+    if let Some(name) = only.as_deref().filter(|name| !known(name)) {
+        eprintln!("conv_table: unknown ALGO `{name}`");
+        std::process::exit(2);
+    }
     let work: f64 = std::env::var("GFLOP").ok().and_then(|v| v.parse().ok()).unwrap_or(4.0);
     let blocked = std::env::var("LAYOUT").is_ok_and(|l| l == ActLayout::Nchw16c.name());
     for isa in isas.into_iter().filter(|isa| isa.is_available()) {
@@ -75,8 +82,12 @@ fn main() {
                 let mark = if algo == picked { "*" } else { "" };
                 line += &format!(" {}{mark}={:.0}", algo.name(), flops / best / 1e9);
             }
-            if !blocked && geom.kernel_h == 1 && geom.stride_h == 1 && geom.groups == 1 {
-                let best = pointwise_matrixmultiply(&geom, &x, &w, &b, hw * hw, &mut out, copies);
+            let baseline = only.as_deref().is_none_or(|o| o == "matrixmultiply");
+            if baseline && !blocked && geom.kernel_h == 1 && geom.stride_h == 1 && geom.groups == 1
+            {
+                let reps = ((work * 1e9 / flops) as usize).clamp(5, 400);
+                let best =
+                    pointwise_matrixmultiply(&geom, &x, &w, &b, hw * hw, &mut out, (copies, reps));
                 line += &format!(" matrixmultiply={:.0}", flops / best / 1e9);
             }
             println!("{line}");
@@ -84,9 +95,9 @@ fn main() {
     }
 }
 
-/// Best seconds of a pointwise convolution through `matrixmultiply::sgemm` (`out = W · x` over
-/// the NCHW planes in place, then bias and ReLU in a second pass), with `copies` copies of the
-/// weights rotated as for our kernels.
+/// Best seconds of `reps` runs of a pointwise convolution through `matrixmultiply::sgemm`
+/// (`out = W · x` over the NCHW planes in place, then bias and ReLU in a second pass), with
+/// `copies` copies of the weights rotated as for our kernels.
 fn pointwise_matrixmultiply(
     geom: &shortcut_core::Conv2dGeometry,
     x: &[f32],
@@ -94,11 +105,10 @@ fn pointwise_matrixmultiply(
     b: &[f32],
     pixels: usize,
     out: &mut [f32],
-    copies: usize,
+    (copies, reps): (usize, usize),
 ) -> f64 {
     let (m, k, n) = (geom.out_channels, geom.in_channels, pixels);
     let weights = vec![w.to_vec(); copies.max(1)];
-    let reps = ((4e9 / (2.0 * (m * k * n) as f64)) as usize).clamp(5, 400);
     let mut best = f64::MAX;
     for w in weights.iter().cycle().take(reps) {
         let t = Instant::now();

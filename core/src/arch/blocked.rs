@@ -84,8 +84,8 @@ unsafe fn gemm_blocked_pf<
         if G == BLOCK && g + 1 < groups {
             // The next group's rows, one cache line each (a channel block of a pixel): a tap
             // or a channel block away (windows, offsets), or a plane of the input or of
-            // Winograd's `V_ξ` away (`lda`, kilobytes), where the hardware prefetchers do not
-            // look.
+            // Winograd's `V_ξ` away (`lda`, usually kilobytes), where the hardware prefetchers
+            // do not look.
             let next = group_at(g + 1);
             for r in 0..MR {
                 // SAFETY: a prefetch never faults; the ISA is available.
