@@ -1,11 +1,14 @@
 //! `shortcut-core`: the no_std heart of the shortcut ResNet engine.
 //!
 //! - [`shape`]: activation shapes and the output-size arithmetic PyTorch uses.
-//! - [`reference`](mod@reference): slow, obviously correct implementations of every op; the test oracle.
+//! - [`reference`](mod@reference): slow, obviously correct implementations of every op; the
+//!   test oracle.
 //! - [`spec`]: a network described as plain data (stem, residual blocks, head).
 //! - [`weights`]: borrowed parameter slices matching a spec.
-//! - [`plan`](mod@plan): buffer sizes for a forward pass, computed up front so no allocation is needed.
-//! - [`forward`](mod@forward): the interpreter that walks a spec and calls a [`forward::Backend`] per op.
+//! - [`plan`](mod@plan): buffer sizes for a forward pass, computed up front so no allocation
+//!   is needed.
+//! - [`forward`](mod@forward): the interpreter that walks a spec and calls a
+//!   [`forward::Backend`] per op.
 //!
 //! Activations are NCHW `f32`, row-major, batch first; the fast engine may keep them
 //! channel-blocked between its convolutions ([`layout`]).

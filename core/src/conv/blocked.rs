@@ -423,13 +423,12 @@ fn shifted_rows(
         for (c, copy) in copies.chunks_exact_mut(shift_len).enumerate() {
             let (ky, kx) = (c / kw, c % kw);
             for (r, row) in copy.chunks_exact_mut(ow * BLOCK).enumerate() {
-                let y = ((first + r) * sh + ky).checked_sub(geom.pad_h).filter(|&y| y < ih);
-                let Some(y) = y else {
+                let y = (first + r) * sh + ky;
+                let Some(line) = direct::input_line(src, (ih, iw), y, geom.pad_h, BLOCK) else {
                     row.fill(0.0);
                     continue;
                 };
                 // Column `x` reads input column `x * sw + kx - pad_w`.
-                let line = &src[y * iw * BLOCK..][..iw * BLOCK];
                 direct::padded_columns(row, line, (kx, geom.pad_w, sw), BLOCK);
             }
         }
@@ -523,8 +522,9 @@ pub(super) fn subsample(
 
 /// Runs one task of a Winograd `F(m, 3)` convolution with blocked input and output: the job's
 /// tiles are transformed from the input in place (a tile that reaches into the padding from a
-/// zero-padded copy of its window), channels in the vector lanes, into `V_ξ = [in/16][tiles][16]`, one blocked GEMM per `ξ` (tiles as the micro-kernel's
-/// rows) gives `M_ξ` for a panel of output channels, and the output transform writes each
+/// zero-padded copy of its window), channels in the vector lanes, into
+/// `V_ξ = [in/16][tiles][16]`, one blocked GEMM per `ξ` (tiles as the micro-kernel's rows)
+/// gives `M_ξ` for a panel of output channels, and the output transform writes each
 /// tile's pixels through the epilogue, clipped at the image's edges.
 ///
 /// # Safety
@@ -582,13 +582,11 @@ pub(super) unsafe fn run_winograd(
                 }
                 _ => {
                     for (i, row) in buf.chunks_exact_mut(alpha * BLOCK).enumerate() {
-                        match (ty * m + i).checked_sub(geom.pad_h).filter(|&y| y < ih) {
-                            Some(y) => direct::padded_columns(
-                                row,
-                                &src[y * iw * BLOCK..][..iw * BLOCK],
-                                (tx * m, geom.pad_w, 1),
-                                BLOCK,
-                            ),
+                        let y = ty * m + i;
+                        match direct::input_line(src, (ih, iw), y, geom.pad_h, BLOCK) {
+                            Some(line) => {
+                                direct::padded_columns(row, line, (tx * m, geom.pad_w, 1), BLOCK)
+                            }
                             None => row.fill(0.0),
                         }
                     }

@@ -91,16 +91,29 @@ pub(super) fn padded_rows(
     for (ci, dst) in buf.chunks_exact_mut(plane).enumerate() {
         let src = &img[ci * plane_in..][..plane_in];
         for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
-            let Some(y) = (first * sh + r).checked_sub(geom.pad_h).filter(|&y| y < ih) else {
+            let Some(line) = input_line(src, (ih, iw), first * sh + r, geom.pad_h, pixel) else {
                 row.fill(0.0);
                 continue;
             };
-            let line = &src[y * iw * pixel..][..iw * pixel];
             for (q, phase) in row.chunks_exact_mut(phase_w * pixel).enumerate() {
                 padded_columns(phase, line, (q, geom.pad_w, sw), pixel);
             }
         }
     }
+}
+
+/// Row `y - pad_h` of the input plane `src` (`ih` rows of `iw` pixels of `pixel` floats), or
+/// `None` where row `y` of the zero-padded input is padding: the rows of [`padded_rows`],
+/// `blocked::shifted_rows` and blocked Winograd's windows.
+pub(super) fn input_line(
+    src: &[f32],
+    (ih, iw): (usize, usize),
+    y: usize,
+    pad_h: usize,
+    pixel: usize,
+) -> Option<&[f32]> {
+    let y = y.checked_sub(pad_h).filter(|&y| y < ih)?;
+    Some(&src[y * iw * pixel..][..iw * pixel])
 }
 
 /// Fills `dst` (pixels of `pixel` floats: 1 for NCHW, 16 for channel-blocked input) with the
