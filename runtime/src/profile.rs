@@ -11,7 +11,7 @@ use shortcut_core::{Conv2dGeometry, ConvWeights, Epilogue, Shape};
 use crate::engine::Engine;
 use crate::model::{Model, RunError};
 
-/// Time spent in one layer, summed over the profiled passes.
+/// Time spent in one layer over the profiled passes.
 #[derive(Clone, Debug)]
 pub struct LayerTime {
     /// The layer's name (`blocks.3.conv2`).
@@ -21,6 +21,9 @@ pub struct LayerTime {
     pub macs: u64,
     /// Mean time per pass.
     pub time: Duration,
+    /// Shortest time of any pass: on a shared machine the mean carries every other tenant's
+    /// interruptions, the best is what the layer costs when it runs undisturbed.
+    pub best: Duration,
 }
 
 /// Wraps the engine and times every op call; calls happen in schedule order.
@@ -78,7 +81,7 @@ impl Backend for Timing<'_> {
 
 impl Model {
     /// Runs `passes` forward passes of a batch of `shape` (after one warm-up) and returns the
-    /// mean time of every layer, in schedule order.
+    /// mean and best time of every layer, in schedule order.
     pub fn profile(&self, shape: Shape, passes: usize) -> Result<Vec<LayerTime>, RunError> {
         let mut session = self.session(shape)?;
         let x: Vec<f32> =
@@ -114,12 +117,15 @@ impl Model {
                 op,
                 macs: s.macs(),
                 time: Duration::ZERO,
+                best: Duration::MAX,
             });
         })
         .expect("planned");
         let steps = layers.len();
         for (i, t) in times.iter().enumerate() {
-            layers[i % steps].time += *t;
+            let l = &mut layers[i % steps];
+            l.time += *t;
+            l.best = l.best.min(*t);
         }
         let passes = passes.max(1) as u32;
         for l in &mut layers {
