@@ -82,6 +82,7 @@ fn micro_kernel(c: &mut Criterion) {
     if Isa::Avx512.is_available() {
         kernels.extend(arch::x86_64::avx512::GEMM_VARIANTS.into_iter().skip(1).map(|k| (k, false)));
         kernels.push((arch::x86_64::avx512::GEMM_B_WIDE, true));
+        kernels.push((arch::x86_64::avx512::GEMM_B_8X32, true));
     }
     for (kern, blocked) in kernels {
         let (mr, nr) = (kern.mr, kern.nr);

@@ -748,6 +748,8 @@ fn blocked_algorithm_choice() {
         (conv3, 14, blocked, ConvAlgo::Winograd2),
         (conv3, 7, blocked, ConvAlgo::Winograd2),
         (heavy3, 7, blocked, ConvAlgo::GemmT),
+        (heavy3, 8, blocked, ConvAlgo::GemmT),
+        (heavy3, 6, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(64, 64, 3, 2, 1, 1), 56, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224, stem, ConvAlgo::GemmT),
@@ -756,9 +758,14 @@ fn blocked_algorithm_choice() {
         for (geom, hw, layouts, want) in cases {
             let shape = Shape::new(1, geom.in_channels, hw, hw);
             let got = PackedConv::choose_for_layouts(isa, &geom, shape, layouts);
-            // Heavy 7x7 maps run GemmT where reading weights bounds them (x86), F(2,3) with
-            // the scalar and NEON kernels.
-            let weight_bound = matches!(isa, Isa::Avx512 | Isa::Avx2);
+            // Heavy small maps run GemmT where reading weights bounds them (x86), F(2,3) with
+            // the scalar and NEON kernels, and with AVX-512 where F(2,3)'s tiles fill its
+            // 8-row micro-tiles (16 tiles at 7x7 and 8x8; 6x6 has 9).
+            let weight_bound = match isa {
+                Isa::Avx2 => true,
+                Isa::Avx512 => hw == 6,
+                _ => false,
+            };
             let want = if geom == heavy3 && !weight_bound { ConvAlgo::Winograd2 } else { want };
             assert_eq!(got, want, "{isa}: {geom:?} at {hw}");
             assert!(PackedConv::supports_layouts(got, &geom, layouts));
@@ -781,6 +788,7 @@ fn blocked_wide_tiles() {
         (rect(32, 32, (3, 3), (2, 2), (1, 1), 2), 28),
     ];
     let shifted = [
+        // Also F(2,3) over 16 tiles: AVX-512's 8-row tile and its 16-column sibling.
         (rect(64, 48, (3, 3), (1, 1), (1, 1), 1), 7),
         (rect(272, 32, (3, 3), (1, 1), (1, 1), 1), 15),
         (rect(32, 32, (5, 3), (1, 1), (2, 1), 2), 9),

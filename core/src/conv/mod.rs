@@ -491,7 +491,8 @@ impl PackedConv {
     /// blocked activations, which take Winograd: `F(4,3)` above 14x14 (196 pixels), `F(2,3)` up
     /// to 14x14, except on maps of at most 8x8 with at least 1 MiB of weights (ResNet's last
     /// stage), where the transformed weights (`16/9` times as many) stream from memory for
-    /// too little work.
+    /// too little work: with AVX2 always, with AVX-512 unless the tiles fill whole 8-row
+    /// micro-tiles ([`eight_row_tiles`]: 7x7 and 8x8 maps, 16 tiles).
     ///
     /// Measured in ResNet-50 (`shortcut bench resnet50 --threads 1 --layout nchw16c --conv A
     /// --profile`, AVX-512, ms per 3x3/1 layer):
@@ -526,8 +527,19 @@ impl PackedConv {
         // `F(2,3)` there, 31.2-31.9 with GemmT. The scalar kernels are bound by arithmetic,
         // where Winograd's fewer multiplications win: 6.1 ms per 3x3 512->512 layer with
         // `F(2,3)`, 8.7 with GemmT. NEON, untimed on hardware, keeps `F(2,3)` too.
-        let weight_bound = matches!(isa, Isa::Avx512 | Isa::Avx2);
-        match geom.output_shape(in_shape).map(|o| o.h * o.w) {
+        // With AVX-512, the 8-row tile took the quarter of zero rows out of `F(2,3)`'s GEMMs
+        // at 7x7 (16 tiles), and then it beat GemmT on the Zen 5 host: ResNet-50's 3x3
+        // 512->512 at 7x7 0.77-0.82 ms against 1.11-1.12 (best of 20 passes, `--profile`).
+        // (On the Intel host, before the 8-row tile, cold conv_table gave `F(2,3)` 80 and
+        // GemmT 106 GFLOP/s there; that host has not been measured with it.)
+        let out = geom.output_shape(in_shape);
+        let weight_bound = match isa {
+            Isa::Avx2 => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => !out.is_some_and(|o| eight_row_tiles(ConvAlgo::Winograd2, o)),
+            _ => false,
+        };
+        match out.map(|o| o.h * o.w) {
             Some(pixels) if winograd && pixels > 196 => ConvAlgo::Winograd4,
             Some(pixels) if winograd && (pixels > 64 || !heavy || !weight_bound) => {
                 ConvAlgo::Winograd2
@@ -653,8 +665,11 @@ impl PackedConv {
     /// shortcut-core --bench conv_table -- avx512 3x3s2`) or that read shifted copies (tiles
     /// across rows, `blocked::shifted`), the 14-row blocked tile (same `NR`); and the stem of a
     /// blocked network (other than a pointwise one, read in place) with such rows its 14-row
-    /// tile (the 7x7/2 ImageNet stem: 130/135 -> 141/142 GFLOP/s, same bench). Winograd keeps
-    /// the ISA's kernel: its columns are tiles, 4-16x fewer than pixels.
+    /// tile (the 7x7/2 ImageNet stem: 130/135 -> 141/142 GFLOP/s, same bench). Blocked
+    /// Winograd, whose columns are tiles (4-16x fewer than pixels), keeps the ISA's kernel,
+    /// except that with AVX-512 tile counts that are multiples of 8 but not of 7 (16 at 7x7
+    /// and 8x8 with `F(2,3)`, at 14x14 with `F(4,3)`) take the 8-row tile, so no micro-tile
+    /// is partly zero rows.
     fn gemm_kernel(&self, out: Shape) -> GemmKernel {
         #[cfg(target_arch = "x86_64")]
         if self.kernels.isa == Isa::Avx512
@@ -669,6 +684,12 @@ impl PackedConv {
             let wide = arch::x86_64::avx512::GEMM_B_WIDE;
             debug_assert_eq!(wide.nr, self.kernels.gemm_b.nr);
             return wide;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.kernels.isa == Isa::Avx512 && self.blocked_in() && eight_row_tiles(self.algo, out) {
+            let eight = arch::x86_64::avx512::GEMM_B_8X32;
+            debug_assert_eq!(eight.nr, self.kernels.gemm_b.nr);
+            return eight;
         }
         if self.blocked_in() {
             return self.kernels.gemm_b;
@@ -1003,6 +1024,16 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
         Isa::Avx2 => heavy && !winograd,
         Isa::Scalar | Isa::Neon => false,
     }
+}
+
+/// Whether `algo` is Winograd with a tile count per image (for outputs of `out`'s size) that
+/// 8-row micro-tiles cover exactly and 7-row ones do not.
+#[cfg(target_arch = "x86_64")]
+fn eight_row_tiles(algo: ConvAlgo, out: Shape) -> bool {
+    algo.winograd_m().is_some_and(|m| {
+        let tiles = out.h.div_ceil(m) * out.w.div_ceil(m);
+        tiles.is_multiple_of(8) && !tiles.is_multiple_of(7)
+    })
 }
 
 /// `1x1`, stride 1, no padding: a plain matrix product over the NCHW input.

@@ -284,16 +284,27 @@ unsafe fn blocked<const MR: usize, const NV: usize, const G: usize>(t: &Tile) {
 pub const GEMM_B_WIDE: GemmKernel =
     GemmKernel { name: "avx512_gemm_b_f32_14x32", mr: 14, nr: 32, run: blocked::<14, 2, 16> };
 
+/// Eight rows by 32 channels over channel-blocked input, for blocked Winograd GEMMs whose
+/// tiles per image are a multiple of 8 but not of 7 (`conv::PackedConv::gemm_kernel`): with
+/// the 7-row tile, the 16 tiles of `F(2,3)` at 7x7 or 8x8 and of `F(4,3)` at 14x14 ran as
+/// 7 + 7 + 2, a quarter of the GEMM spent on zero rows. ResNet's 3x3 512->512 at 7x7,
+/// `F(2,3)`, `COLD=64 LAYOUT=nchw16c cargo bench -p shortcut-core --bench conv_table --
+/// avx512 3x3_512` on the Zen 5 host: 248 -> 319 GFLOP/s (GemmT 211-213).
+///
+/// Same panel width as [`KERNELS`]' `gemm_b`, so the same packed weights.
+pub const GEMM_B_8X32: GemmKernel =
+    GemmKernel { name: "avx512_gemm_b_f32_8x32", mr: 8, nr: 32, run: blocked::<8, 2, 16> };
+
 /// The 14x32 sibling of `KERNELS.gemm_tb` (`G = 1`), for stems whose output rows are multiples
 /// of 14.
 pub const GEMM_TB_WIDE: GemmKernel =
     GemmKernel { name: "avx512_gemm_tb_f32_14x32", mr: 14, nr: 32, run: blocked::<14, 2, 1> };
 
-/// The 16-column sibling of a blocked tile with `mr` rows (7: `KERNELS`' `gemm_b`, 14:
-/// [`GEMM_B_WIDE`]), reading the same packed panels (`ldb` stays the panel's width): the tile
-/// for a last panel of 16 channels (layers whose channels per group are an odd multiple of 16,
-/// e.g. CIFAR ResNets' 16-channel stage), which the 32-column tiles would compute half on zero
-/// weights and store through scratch.
+/// The 16-column sibling of a blocked tile with `mr` rows (7: `KERNELS`' `gemm_b`, 8:
+/// [`GEMM_B_8X32`], 14: [`GEMM_B_WIDE`]), reading the same packed panels (`ldb` stays the
+/// panel's width): the tile for a last panel of 16 channels (layers whose channels per group
+/// are an odd multiple of 16, e.g. CIFAR ResNets' 16-channel stage), which the 32-column tiles
+/// would compute half on zero weights and store through scratch.
 pub fn gemm_b_narrow_for(mr: usize) -> Option<GemmKernel> {
     match mr {
         7 => Some(GemmKernel {
@@ -301,6 +312,12 @@ pub fn gemm_b_narrow_for(mr: usize) -> Option<GemmKernel> {
             mr: 7,
             nr: 16,
             run: blocked::<7, 1, 16>,
+        }),
+        8 => Some(GemmKernel {
+            name: "avx512_gemm_b_f32_8x16",
+            mr: 8,
+            nr: 16,
+            run: blocked::<8, 1, 16>,
         }),
         14 => Some(GemmKernel {
             name: "avx512_gemm_b_f32_14x16",
