@@ -395,6 +395,7 @@ fn wide_images() {
 /// tile product, with each epilogue and a row stride wider than the tile.
 #[test]
 fn gemm_micro_kernels() {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut kernels: Vec<arch::GemmKernel> = Isa::all_available()
         .flat_map(|isa| {
             let k = arch::kernels(isa).unwrap();
@@ -877,12 +878,13 @@ fn stem_into_blocked_deep() {
     }
 }
 
-/// The blocked-output micro-kernels (`gemm_tb`, `G = 1`; `gemm_b`, `G = 16`; AVX-512's 16-column
-/// and 14-row siblings) against a naive product: a group stride wider than a group, per-group
+/// The blocked-output micro-kernels (`gemm_tb`, `G = 1`; `gemm_b`, `G = 16`; AVX-512's 16-column,
+/// 8-row and 14-row siblings) against a naive product: a group stride wider than a group, per-group
 /// offsets in reverse order, `ldc` wider than a tile, with and without bias, accumulate, ReLU
 /// and prefetch. Tolerance: 1e-5 * (1 + k) absolute (values in [-1, 1]).
 #[test]
 fn blocked_micro_kernels() {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut kernels: Vec<(arch::GemmKernel, usize)> = Isa::all_available()
         .flat_map(|isa| {
             let k = arch::kernels(isa).unwrap();
@@ -894,6 +896,8 @@ fn blocked_micro_kernels() {
         kernels.push((arch::x86_64::avx512::GEMM_TB_NARROW, 1));
         kernels.push((arch::x86_64::avx512::GEMM_B_WIDE, 16));
         kernels.push((arch::x86_64::avx512::GEMM_TB_WIDE, 1));
+        kernels.push((arch::x86_64::avx512::GEMM_B_8X32, 16));
+        kernels.extend(arch::x86_64::avx512::gemm_b_narrow_for(8).map(|k| (k, 16)));
     }
     for (kern, g) in kernels {
         let (mr, nr) = (kern.mr, kern.nr);
