@@ -12,7 +12,7 @@
 
 use proptest::prelude::*;
 use shortcut_core::arch::{self, winograd, Isa};
-use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
+use shortcut_core::conv::{ConvAlgo, Host, OutPtr, PackedConv};
 use shortcut_core::layout::{self, ActLayout};
 use shortcut_core::reference;
 use shortcut_core::{Conv2dGeometry, Epilogue, Shape};
@@ -736,7 +736,8 @@ fn error_report() {
 }
 
 /// The blocked layout's choice: Winograd for 3x3/1 layers by output size, GemmT elsewhere and
-/// for the NCHW-input stem; and it always names an algorithm that runs in those layouts.
+/// for the NCHW-input stem; and it always names an algorithm that runs in those layouts. Heavy
+/// small maps depend on the host's weight streaming too.
 #[test]
 fn blocked_algorithm_choice() {
     let blocked = (ActLayout::Nchw16c, ActLayout::Nchw16c);
@@ -748,30 +749,58 @@ fn blocked_algorithm_choice() {
         (conv3, 28, blocked, ConvAlgo::Winograd4),
         (conv3, 14, blocked, ConvAlgo::Winograd2),
         (conv3, 7, blocked, ConvAlgo::Winograd2),
-        (heavy3, 7, blocked, ConvAlgo::GemmT),
+        (heavy3, 14, blocked, ConvAlgo::Winograd2),
         (heavy3, 8, blocked, ConvAlgo::GemmT),
+        (heavy3, 7, blocked, ConvAlgo::GemmT),
         (heavy3, 6, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(64, 256, 1, 1, 0, 1), 56, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(64, 64, 3, 2, 1, 1), 56, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224, stem, ConvAlgo::GemmT),
     ];
     for isa in Isa::all_available() {
-        for (geom, hw, layouts, want) in cases {
-            let shape = Shape::new(1, geom.in_channels, hw, hw);
-            let got = PackedConv::choose_for_layouts(isa, &geom, shape, layouts);
-            // Heavy small maps run GemmT where reading weights bounds them (x86), F(2,3) with
-            // the scalar and NEON kernels, and with AVX-512 where F(2,3)'s tiles fill its
-            // 8-row micro-tiles (16 tiles at 7x7 and 8x8; 6x6 has 9).
-            let weight_bound = match isa {
-                Isa::Avx2 => true,
-                Isa::Avx512 => hw == 6,
-                _ => false,
-            };
-            let want = if geom == heavy3 && !weight_bound { ConvAlgo::Winograd2 } else { want };
-            assert_eq!(got, want, "{isa}: {geom:?} at {hw}");
-            assert!(PackedConv::supports_layouts(got, &geom, layouts));
+        for fast_weight_stream in [false, true] {
+            let host = Host { fast_weight_stream };
+            for (geom, hw, layouts, want) in cases {
+                let shape = Shape::new(1, geom.in_channels, hw, hw);
+                let got = PackedConv::choose_for_host(isa, host, &geom, shape, layouts);
+                // Heavy small maps run GemmT where reading weights bounds them (x86), F(2,3)
+                // with the scalar and NEON kernels, and with AVX-512 on a host that streams
+                // weights fast where F(2,3)'s tiles fill its 8-row micro-tiles (16 tiles at
+                // 7x7 and 8x8; 6x6 has 9).
+                let weight_bound = match isa {
+                    Isa::Avx2 => true,
+                    Isa::Avx512 => !fast_weight_stream || hw == 6,
+                    _ => false,
+                };
+                let want = if geom == heavy3 && hw <= 8 && !weight_bound {
+                    ConvAlgo::Winograd2
+                } else {
+                    want
+                };
+                assert_eq!(got, want, "{isa} {host:?}: {geom:?} at {hw}");
+                assert!(PackedConv::supports_layouts(got, &geom, layouts));
+                if !fast_weight_stream {
+                    let default = PackedConv::choose_for_layouts(isa, &geom, shape, layouts);
+                    assert_eq!(default, got, "{isa}: the default host streams slowly");
+                }
+            }
         }
     }
+}
+
+/// Which hosts count as streaming weights fast: AMD family 0x1A (Zen 5), the one measured.
+#[test]
+fn host_from_cpuid() {
+    let amd = (0x6874_7541, 0x6974_6e65, 0x444d_4163); // "AuthenticAMD"
+    let intel = (0x756e_6547, 0x4965_6e69, 0x6c65_746e); // "GenuineIntel"
+                                                         // Signatures: Zen 5 EPYC (family 0xF + 0x0B), Zen 4 (0xF + 0x0A), Sapphire Rapids
+                                                         // (family 6, extended model 8).
+    let (zen5, zen4, spr) = (0x00B0_0F21, 0x00A1_0F11, 0x0008_06F8);
+    assert!(Host::from_cpuid(amd, zen5).fast_weight_stream);
+    assert!(!Host::from_cpuid(amd, zen4).fast_weight_stream);
+    assert!(!Host::from_cpuid(intel, spr).fast_weight_stream);
+    assert!(!Host::from_cpuid(intel, zen5).fast_weight_stream);
+    assert_eq!(Host::default(), Host { fast_weight_stream: false });
 }
 
 /// Blocked 1x1 layers large enough for AVX-512's 14-row blocked tile, with partial last tiles

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use shortcut_core::aligned::AlignedVec;
 use shortcut_core::arch::Isa;
-use shortcut_core::conv::{ConvAlgo, OutPtr, PackedConv};
+use shortcut_core::conv::{ConvAlgo, Host, OutPtr, PackedConv};
 use shortcut_core::forward::Backend;
 use shortcut_core::layout::ActLayout;
 use shortcut_core::ops;
@@ -19,6 +19,8 @@ use crate::team::Team;
 /// How a model runs. Unset fields come from `SHORTCUT_ISA` / `SHORTCUT_CONV` /
 /// `SHORTCUT_LAYOUT` / `SHORTCUT_THREADS` when set, else from the machine (best ISA, per-layer
 /// algorithm choice, the layout measured fastest for the ISA, one thread per physical core).
+/// The per-layer choice also depends on the host ([`Host::detect`]; `SHORTCUT_WEIGHT_STREAM=
+/// fast|slow` overrides it, to compare the two choices on one machine).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     pub isa: Option<Isa>,
@@ -49,6 +51,8 @@ pub enum OptionsError {
     Threads(String),
     #[error("bad SHORTCUT_GRAIN_MACS `{0}`")]
     Grain(String),
+    #[error("bad SHORTCUT_WEIGHT_STREAM `{0}` (fast, slow)")]
+    WeightStream(String),
 }
 
 /// The choices in force after defaults and the environment are applied.
@@ -62,6 +66,8 @@ pub struct Resolved {
     /// Multiply-accumulates below which a layer is not split further between threads
     /// (`SHORTCUT_GRAIN_MACS`, a tuning knob for measuring the default).
     pub grain_macs: u64,
+    /// The host, as far as it changes the per-layer choice.
+    pub host: Host,
 }
 
 impl RunOptions {
@@ -119,7 +125,13 @@ impl RunOptions {
             Some(s) => s.parse().map_err(|_| OptionsError::Grain(s))?,
             None => GRAIN_MACS,
         };
-        Ok(Resolved { isa, conv, layout, threads, grain_macs })
+        let host = match env("SHORTCUT_WEIGHT_STREAM").as_deref() {
+            None => Host::detect(),
+            Some("fast") => Host { fast_weight_stream: true },
+            Some("slow") => Host { fast_weight_stream: false },
+            Some(s) => return Err(OptionsError::WeightStream(s.to_string())),
+        };
+        Ok(Resolved { isa, conv, layout, threads, grain_macs, host })
     }
 }
 
@@ -191,7 +203,8 @@ impl Engine {
                         (Some(a), _) if PackedConv::supports_layouts(a, &geom, layouts) => a,
                         (Some(_), _) | (None, None) => ConvAlgo::GemmT,
                         (None, Some(shape)) => {
-                            PackedConv::choose_for_layouts(resolved.isa, &geom, shape, layouts)
+                            let host = resolved.host;
+                            PackedConv::choose_for_host(resolved.isa, host, &geom, shape, layouts)
                         }
                     };
                     return PackedConv::try_new_with_layouts(

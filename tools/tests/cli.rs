@@ -151,3 +151,35 @@ fn run_rejects_bad_inputs_clearly() {
     let o = shortcut(&["run", &wrong_channels, "--input", &wrong_channels, "--output", o_str]);
     assert_fails(&o, &["c1.npy", "safetensors"]);
 }
+
+/// `SHORTCUT_WEIGHT_STREAM` overrides the detected host: a bad value is an error, and with
+/// AVX-512 the heavy 7x7 layers of ResNet-18 change algorithm between `fast` and `slow`.
+#[test]
+fn weight_stream_override() {
+    let inspect = |stream: &str, isa: &str| {
+        Command::new(env!("CARGO_BIN_EXE_shortcut"))
+            .args(["inspect", "resnet18", "--isa", isa, "--threads", "1"])
+            .env("SHORTCUT_WEIGHT_STREAM", stream)
+            .output()
+            .expect("run shortcut")
+    };
+    assert_fails(&inspect("quick", "scalar"), &["SHORTCUT_WEIGHT_STREAM", "quick"]);
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    if !avx512 {
+        return;
+    }
+    let layer = |o: &Output, name: &str| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with(name)).map(str::to_owned);
+        line.unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let (fast, slow) = (inspect("fast", "avx512"), inspect("slow", "avx512"));
+    assert!(layer(&fast, "engine:").contains("fast weight streaming"));
+    assert!(layer(&slow, "engine:").contains("slow weight streaming"));
+    assert!(layer(&fast, "blocks.7.conv2").contains("winograd2"), "{}", layer(&fast, "blocks.7"));
+    assert!(layer(&slow, "blocks.7.conv2").contains("gemm-t"), "{}", layer(&slow, "blocks.7"));
+}

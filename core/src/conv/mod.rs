@@ -285,6 +285,48 @@ const WIDE_PIXELS: usize = 56 * 56;
 /// of an L2.
 const B_BUDGET: usize = 256 * 1024;
 
+/// What the host is, beyond its ISA, where that changes which algorithm is fastest: plain
+/// data that the runtime fills in with [`Host::detect`] (or from `SHORTCUT_WEIGHT_STREAM`),
+/// so one binary takes each host's measured choice. The default is the host the choice rules
+/// were first measured on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Host {
+    /// One core streams weights from memory fast enough, for its arithmetic rate, that
+    /// Winograd's transformed weights (`α²/9` times a layer's) cost less than the
+    /// multiplications they save on small maps ([`PackedConv::choose_for_host`]). Measured on
+    /// an AMD Zen 5 host (about 33 GB/s read per core, 221-245 GFLOP/s); not so on the Intel
+    /// host of the first measurements.
+    pub fast_weight_stream: bool,
+}
+
+impl Host {
+    /// The host this code runs on: fast weight streaming on AMD family 0x1A (Zen 5), the one
+    /// host of that kind measured; the default elsewhere, including other AMD families, which
+    /// were not measured.
+    pub fn detect() -> Host {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::__cpuid;
+            // Leaves 0 (vendor) and 1 (signature) exist on every x86_64 CPU.
+            let (vendor, sig) = (__cpuid(0), __cpuid(1).eax);
+            Host::from_cpuid((vendor.ebx, vendor.edx, vendor.ecx), sig)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Host::default()
+    }
+
+    /// [`Host::detect`] from the vendor string of CPUID leaf 0 (`ebx, edx, ecx`) and the
+    /// signature of leaf 1 (`eax`).
+    pub fn from_cpuid(vendor: (u32, u32, u32), signature: u32) -> Host {
+        // "AuthenticAMD", four bytes per register, little-endian.
+        let amd = vendor == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        // Family: base (bits 8-11) plus extended (bits 20-27) when the base is 0xF.
+        let base = (signature >> 8) & 0xF;
+        let family = if base == 0xF { base + ((signature >> 20) & 0xFF) } else { base };
+        Host { fast_weight_stream: amd && family == 0x1A }
+    }
+}
+
 impl PackedConv {
     /// Packs `weight` (`[out, in/groups, kh, kw]`) and `bias` (`[out]`) for `isa` and `algo`,
     /// or the algorithm [`PackedConv::choose`] picks when `algo` is `None`.
@@ -486,16 +528,28 @@ impl PackedConv {
         best
     }
 
-    /// The algorithm for activations in `layouts` (input, output) and inputs of `in_shape`:
-    /// [`PackedConv::choose_for_input`] for NCHW. Blocked: GemmT, except 3x3/1 layers between
-    /// blocked activations, which take Winograd: `F(4,3)` above 14x14 (196 pixels), `F(2,3)` up
-    /// to 14x14, except on maps of at most 8x8 with at least 1 MiB of weights (ResNet's last
-    /// stage), where the transformed weights (`16/9` times as many) stream from memory for
-    /// too little work: with AVX2 always, with AVX-512 unless the tiles fill whole 8-row
-    /// micro-tiles ([`eight_row_tiles`]: 7x7 and 8x8 maps, 16 tiles).
+    /// [`PackedConv::choose_for_host`] on a host whose cores stream weights slowly
+    /// ([`Host::default`], the Intel host the rules were first measured on).
+    pub fn choose_for_layouts(
+        isa: Isa,
+        geom: &Conv2dGeometry,
+        in_shape: Shape,
+        layouts: (ActLayout, ActLayout),
+    ) -> ConvAlgo {
+        PackedConv::choose_for_host(isa, Host::default(), geom, in_shape, layouts)
+    }
+
+    /// The algorithm for activations in `layouts` (input, output) and inputs of `in_shape` on
+    /// `host`: [`PackedConv::choose_for_input`] for NCHW. Blocked: GemmT, except 3x3/1 layers
+    /// between blocked activations, which take Winograd: `F(4,3)` above 14x14 (196 pixels),
+    /// `F(2,3)` up to 14x14, except on maps of at most 8x8 with at least 1 MiB of weights
+    /// (ResNet's last stage), where the transformed weights (`16/9` times as many) stream from
+    /// memory for too little work: with AVX2, and with AVX-512 unless the host streams
+    /// weights fast ([`Host::fast_weight_stream`]) and the tiles fill whole 8-row micro-tiles
+    /// (7x7 and 8x8 maps: 16 tiles).
     ///
-    /// Measured in ResNet-50 (`shortcut bench resnet50 --threads 1 --layout nchw16c --conv A
-    /// --profile`, AVX-512, ms per 3x3/1 layer):
+    /// Measured on the Intel host in ResNet-50 (`shortcut bench resnet50 --threads 1 --layout
+    /// nchw16c --conv A --profile`, AVX-512, ms per 3x3/1 layer, before the 8-row tile):
     ///
     /// | output | GemmT     | `F(2,3)`  | `F(4,3)`  | `F(6,3)`  |
     /// |--------|-----------|-----------|-----------|-----------|
@@ -509,8 +563,16 @@ impl PackedConv {
     /// cargo bench -p shortcut-core --bench conv_table -- avx512`, GFLOP/s, weights cold):
     /// 3x3 512->512 at 7x7 GemmT 106, `F(2,3)` 80; 64->64 at 8x8 GemmT 89, `F(2,3)` 175;
     /// 256->256 at 14x14 131 / 158 (`F(4,3)` 84); 16->16 at 32x32 `F(4,3)` 139, `F(6,3)` 113.
-    pub fn choose_for_layouts(
+    ///
+    /// On the Zen 5 host (fast weight streaming), with the 8-row tile, ResNet-50 per 3x3/1
+    /// layer (best of 20 passes, `--profile`): 512->512 at 7x7 `F(2,3)` 0.77-0.82 ms against
+    /// GemmT's 1.11-1.12; the network's best-per-layer sums 28.6-29.5 ms against 29.7-30.3
+    /// with the slow host's choice (five interleaved runs, `SHORTCUT_WEIGHT_STREAM`). 14x14
+    /// keeps `F(2,3)`: `F(4,3)` (16 tiles, 8-row) ran 0.46-0.50 against 0.50-0.55 ms per layer,
+    /// within noise in the network, for 5 MiB more transformed weights per layer.
+    pub fn choose_for_host(
         isa: Isa,
+        host: Host,
         geom: &Conv2dGeometry,
         in_shape: Shape,
         layouts: (ActLayout, ActLayout),
@@ -526,17 +588,15 @@ impl PackedConv {
         // `shortcut bench resnet18 --threads 1 --isa I [--profile]`: AVX2 34.0-35.3 ms with
         // `F(2,3)` there, 31.2-31.9 with GemmT. The scalar kernels are bound by arithmetic,
         // where Winograd's fewer multiplications win: 6.1 ms per 3x3 512->512 layer with
-        // `F(2,3)`, 8.7 with GemmT. NEON, untimed on hardware, keeps `F(2,3)` too.
-        // With AVX-512, the 8-row tile took the quarter of zero rows out of `F(2,3)`'s GEMMs
-        // at 7x7 (16 tiles), and then it beat GemmT on the Zen 5 host: ResNet-50's 3x3
-        // 512->512 at 7x7 0.77-0.82 ms against 1.11-1.12 (best of 20 passes, `--profile`).
-        // (On the Intel host, before the 8-row tile, cold conv_table gave `F(2,3)` 80 and
-        // GemmT 106 GFLOP/s there; that host has not been measured with it.)
+        // `F(2,3)`, 8.7 with GemmT. NEON, untimed on hardware, keeps `F(2,3)` too. AVX-512 on
+        // a host that streams weights fast (measurements above) takes Winograd where its
+        // tiles fill the 8-row micro-tiles.
         let out = geom.output_shape(in_shape);
+        let fast_avx512 = isa == Isa::Avx512 && host.fast_weight_stream;
+        let fills = |algo| out.is_some_and(|o| eight_row_tiles(algo, o));
         let weight_bound = match isa {
             Isa::Avx2 => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => !out.is_some_and(|o| eight_row_tiles(ConvAlgo::Winograd2, o)),
+            Isa::Avx512 => !(fast_avx512 && fills(ConvAlgo::Winograd2)),
             _ => false,
         };
         match out.map(|o| o.h * o.w) {
@@ -636,7 +696,7 @@ impl PackedConv {
     /// Name of the ISA's micro-kernel, e.g. `avx512_gemm_f32_8x32` or, for the transposed
     /// algorithms, `avx512_gemm_f32_7x32`, for blocked input `avx512_gemm_b_f32_7x32` and for NCHW
     /// input into blocked output (a blocked network's stem) `avx512_gemm_tb_f32_7x32` (AVX-512
-    /// GEMM and some blocked layers run the 8x48 and 14x32 siblings, see
+    /// GEMM and some blocked layers run the 8x48, 8x32 and 14x32 siblings, see
     /// `PackedConv::gemm_kernel`, which the name does not follow).
     pub fn kernel_name(&self) -> &'static str {
         if self.blocked_in() {
@@ -1028,7 +1088,6 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
 
 /// Whether `algo` is Winograd with a tile count per image (for outputs of `out`'s size) that
 /// 8-row micro-tiles cover exactly and 7-row ones do not.
-#[cfg(target_arch = "x86_64")]
 fn eight_row_tiles(algo: ConvAlgo, out: Shape) -> bool {
     algo.winograd_m().is_some_and(|m| {
         let tiles = out.h.div_ceil(m) * out.w.div_ceil(m);
