@@ -183,3 +183,30 @@ fn weight_stream_override() {
     assert!(layer(&fast, "blocks.7.conv2").contains("winograd2"), "{}", layer(&fast, "blocks.7"));
     assert!(layer(&slow, "blocks.7.conv2").contains("gemm-t"), "{}", layer(&slow, "blocks.7"));
 }
+
+/// `bench --profile` prints every layer with its mean and best time, and both sums.
+#[test]
+fn bench_profile_prints_mean_and_best() {
+    let o = shortcut(&[
+        "bench",
+        "resnet18",
+        "--size",
+        "32",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--profile",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let header = text.lines().find(|l| l.starts_with("layer")).expect("table header");
+    assert!(header.contains("mean ms") && header.contains("best ms"), "{header}");
+    let row = text.lines().find(|l| l.starts_with("blocks.7.conv2")).expect("a layer row");
+    let numbers: Vec<f64> = row.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+    assert_eq!(numbers.len(), 4, "mean, GFLOP/s, best, GFLOP/s in {row}");
+    assert!(numbers[2] <= numbers[0], "best above mean in {row}");
+    assert!(text.contains("sum of layers: mean"), "{text}");
+}
