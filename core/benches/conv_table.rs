@@ -13,12 +13,14 @@
 //! the work per layer and algorithm (default 4, at most 400 runs): both make `perf record` of
 //! one layer's kernel practical.
 //!
-//! GFLOP/s count the direct convolution's `2 * MACs`, also for Winograd.
+//! GFLOP/s count the direct convolution's `2 * MACs`, also for Winograd. `*` marks the
+//! algorithm the runtime picks for the layer on this host (`conv::Host::detect`, or
+//! `SHORTCUT_WEIGHT_STREAM=fast|slow`).
 
 use std::time::Instant;
 
 use shortcut_core::arch::Isa;
-use shortcut_core::conv::{ConvAlgo, PackedConv};
+use shortcut_core::conv::{ConvAlgo, Host, PackedConv};
 use shortcut_core::layout::ActLayout;
 use shortcut_core::{Epilogue, Shape};
 
@@ -35,6 +37,12 @@ fn main() {
     };
     let filter = args.get(1).cloned().unwrap_or_default();
     let copies: usize = std::env::var("COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    // The `*` marks the runtime's pick on this host (`SHORTCUT_WEIGHT_STREAM` as there).
+    let host = match std::env::var("SHORTCUT_WEIGHT_STREAM").as_deref() {
+        Ok("fast") => Host { fast_weight_stream: true },
+        Ok("slow") => Host { fast_weight_stream: false },
+        _ => Host::detect(),
+    };
     let only = std::env::var("ALGO").ok();
     let known =
         |name: &str| name == "matrixmultiply" || ConvAlgo::ALL.iter().any(|a| a.name() == name);
@@ -61,7 +69,7 @@ fn main() {
             } else {
                 (ActLayout::Nchw, ActLayout::Nchw)
             };
-            let picked = PackedConv::choose_for_layouts(isa, &geom, in_shape, layouts);
+            let picked = PackedConv::choose_for_host(isa, host, &geom, in_shape, layouts);
             let mut line = format!("  {name:20}");
             let algos = ConvAlgo::ALL.into_iter();
             for algo in algos.filter(|a| only.as_deref().is_none_or(|o| o == a.name())) {

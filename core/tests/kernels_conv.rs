@@ -757,7 +757,8 @@ fn blocked_algorithm_choice() {
         (Conv2dGeometry::square(64, 64, 3, 2, 1, 1), 56, blocked, ConvAlgo::GemmT),
         (Conv2dGeometry::square(3, 64, 7, 2, 3, 1), 224, stem, ConvAlgo::GemmT),
     ];
-    for isa in Isa::all_available() {
+    // The choice is pure: every ISA, available here or not.
+    for isa in Isa::ALL {
         for fast_weight_stream in [false, true] {
             let host = Host { fast_weight_stream };
             for (geom, hw, layouts, want) in cases {
@@ -791,6 +792,7 @@ fn blocked_algorithm_choice() {
 /// Which hosts count as streaming weights fast: AMD family 0x1A (Zen 5), the one measured.
 #[test]
 fn host_from_cpuid() {
+    // Vendor strings as CPUID leaf 0 returns them in ebx, edx, ecx.
     let amd = (0x6874_7541, 0x6974_6e65, 0x444d_4163); // "AuthenticAMD"
     let intel = (0x756e_6547, 0x4965_6e69, 0x6c65_746e); // "GenuineIntel"
                                                          // Signatures: Zen 5 EPYC (family 0xF + 0x0B), Zen 4 (0xF + 0x0A), Sapphire Rapids
@@ -801,6 +803,23 @@ fn host_from_cpuid() {
     assert!(!Host::from_cpuid(intel, spr).fast_weight_stream);
     assert!(!Host::from_cpuid(intel, zen5).fast_weight_stream);
     assert_eq!(Host::default(), Host { fast_weight_stream: false });
+}
+
+/// `Host::detect` on this machine agrees with what Linux reports of the CPU (so the registers
+/// reach `Host::from_cpuid` in the right order).
+#[test]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn host_detect_matches_proc_cpuinfo() {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return };
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let (Some(vendor), Some(family)) = (field("vendor_id"), field("cpu family")) else { return };
+    let zen5 = vendor == "AuthenticAMD" && family == "26";
+    assert_eq!(Host::detect().fast_weight_stream, zen5, "{vendor}, family {family}");
 }
 
 /// Blocked 1x1 layers large enough for AVX-512's 14-row blocked tile, with partial last tiles

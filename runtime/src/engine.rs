@@ -20,7 +20,7 @@ use crate::team::Team;
 /// `SHORTCUT_LAYOUT` / `SHORTCUT_THREADS` when set, else from the machine (best ISA, per-layer
 /// algorithm choice, the layout measured fastest for the ISA, one thread per physical core).
 /// The per-layer choice also depends on the host ([`Host::detect`]; `SHORTCUT_WEIGHT_STREAM=
-/// fast|slow` overrides it, to compare the two choices on one machine).
+/// fast|slow` overrides it, to compare the two choices on one machine; `auto` detects).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     pub isa: Option<Isa>,
@@ -51,7 +51,7 @@ pub enum OptionsError {
     Threads(String),
     #[error("bad SHORTCUT_GRAIN_MACS `{0}`")]
     Grain(String),
-    #[error("bad SHORTCUT_WEIGHT_STREAM `{0}` (fast, slow)")]
+    #[error("bad SHORTCUT_WEIGHT_STREAM `{0}` (fast, slow, auto)")]
     WeightStream(String),
 }
 
@@ -126,7 +126,7 @@ impl RunOptions {
             None => GRAIN_MACS,
         };
         let host = match env("SHORTCUT_WEIGHT_STREAM").as_deref() {
-            None => Host::detect(),
+            None | Some("auto") => Host::detect(),
             Some("fast") => Host { fast_weight_stream: true },
             Some("slow") => Host { fast_weight_stream: false },
             Some(s) => return Err(OptionsError::WeightStream(s.to_string())),

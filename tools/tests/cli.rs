@@ -164,6 +164,8 @@ fn weight_stream_override() {
             .expect("run shortcut")
     };
     assert_fails(&inspect("quick", "scalar"), &["SHORTCUT_WEIGHT_STREAM", "quick"]);
+    let auto = inspect("auto", "scalar");
+    assert!(auto.status.success(), "`auto` detects: {}", stderr(&auto));
     #[cfg(target_arch = "x86_64")]
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]

@@ -300,15 +300,19 @@ pub struct Host {
 }
 
 impl Host {
-    /// The host this code runs on: fast weight streaming on AMD family 0x1A (Zen 5), the one
-    /// host of that kind measured; the default elsewhere, including other AMD families, which
-    /// were not measured.
+    /// The host this code runs on: fast weight streaming on AMD family 0x1A (Zen 5: the one
+    /// host measured was a server part; the whole family counts as fast, including parts whose
+    /// 512-bit operations run at half width, which only makes them more bound by arithmetic);
+    /// the default elsewhere, including other AMD families, which were not measured.
     pub fn detect() -> Host {
         #[cfg(target_arch = "x86_64")]
         {
             use core::arch::x86_64::__cpuid;
-            // Leaves 0 (vendor) and 1 (signature) exist on every x86_64 CPU.
-            let (vendor, sig) = (__cpuid(0), __cpuid(1).eax);
+            // `__cpuid` is a safe fn from Rust 1.94, an unsafe one before (rust-version 1.89).
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID exists on every x86_64 CPU, and leaves 0 (vendor) and 1
+            // (signature) on every one of them.
+            let (vendor, sig) = unsafe { (__cpuid(0), __cpuid(1).eax) };
             Host::from_cpuid((vendor.ebx, vendor.edx, vendor.ecx), sig)
         }
         #[cfg(not(target_arch = "x86_64"))]

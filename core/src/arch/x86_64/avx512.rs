@@ -288,9 +288,10 @@ pub const GEMM_B_WIDE: GemmKernel =
 /// tiles per image are a multiple of 8 but not of 7 (`conv::PackedConv::gemm_kernel`; e.g.
 /// 16, 64, 256, whatever the map): with the 7-row tile, the 16 tiles of `F(2,3)` at 7x7 or
 /// 8x8 and of `F(4,3)` at 14x14 ran as 7 + 7 + 2, a quarter of the GEMM spent on zero rows
-/// (64 tiles: 10 tiles of 7, a tenth). 16 of its 32 registers accumulate, against 14 for 7x32. ResNet's 3x3 512->512 at 7x7,
-/// `F(2,3)`, `COLD=64 LAYOUT=nchw16c cargo bench -p shortcut-core --bench conv_table --
-/// avx512 3x3_512` on the Zen 5 host: 248 -> 319 GFLOP/s (GemmT 211-213).
+/// (64 tiles: 10 tiles of 7, a tenth). 16 of its 32 registers accumulate, against 14 for
+/// 7x32. ResNet's 3x3 512->512 at 7x7, `F(2,3)`, `COLD=64 LAYOUT=nchw16c cargo bench -p
+/// shortcut-core --bench conv_table -- avx512 3x3_512` on the Zen 5 host: 248 -> 319
+/// GFLOP/s (GemmT 211-213).
 ///
 /// Same panel width as [`KERNELS`]' `gemm_b`, so the same packed weights.
 pub const GEMM_B_8X32: GemmKernel =
