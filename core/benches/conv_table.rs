@@ -38,11 +38,8 @@ fn main() {
     let filter = args.get(1).cloned().unwrap_or_default();
     let copies: usize = std::env::var("COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     // The `*` marks the runtime's pick on this host (`SHORTCUT_WEIGHT_STREAM` as there).
-    let host = match std::env::var("SHORTCUT_WEIGHT_STREAM").as_deref() {
-        Ok("fast") => Host { fast_weight_stream: true },
-        Ok("slow") => Host { fast_weight_stream: false },
-        _ => Host::detect(),
-    };
+    let host = std::env::var("SHORTCUT_WEIGHT_STREAM").ok().and_then(|s| Host::from_name(&s));
+    let host = host.unwrap_or_else(Host::detect);
     let only = std::env::var("ALGO").ok();
     let known =
         |name: &str| name == "matrixmultiply" || ConvAlgo::ALL.iter().any(|a| a.name() == name);

@@ -125,11 +125,9 @@ impl RunOptions {
             Some(s) => s.parse().map_err(|_| OptionsError::Grain(s))?,
             None => GRAIN_MACS,
         };
-        let host = match env("SHORTCUT_WEIGHT_STREAM").as_deref() {
-            None | Some("auto") => Host::detect(),
-            Some("fast") => Host { fast_weight_stream: true },
-            Some("slow") => Host { fast_weight_stream: false },
-            Some(s) => return Err(OptionsError::WeightStream(s.to_string())),
+        let host = match env("SHORTCUT_WEIGHT_STREAM") {
+            Some(s) => Host::from_name(&s).ok_or(OptionsError::WeightStream(s))?,
+            None => Host::detect(),
         };
         Ok(Resolved { isa, conv, layout, threads, grain_macs, host })
     }

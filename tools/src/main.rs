@@ -216,7 +216,7 @@ fn cmd_inspect(name: &str, size: Option<&str>, engine: &EngineArgs) -> Result<()
         resolved.isa,
         model.engine().layout(),
         resolved.threads,
-        weight_stream(resolved.host)
+        resolved.host.name()
     );
     say!(
         "{:<22} {:<14} {:<10} {:>14} {:>14} {:>10} {:>14}",
@@ -290,15 +290,6 @@ fn cmd_inspect(name: &str, size: Option<&str>, engine: &EngineArgs) -> Result<()
         model.engine().packed_bytes() as f64 / 1048576.0,
     );
     Ok(())
-}
-
-/// How the host streams weights, as the per-layer choice saw it (`SHORTCUT_WEIGHT_STREAM`).
-fn weight_stream(host: shortcut_core::conv::Host) -> &'static str {
-    if host.fast_weight_stream {
-        "fast"
-    } else {
-        "slow"
-    }
 }
 
 /// A model file, or a built-in torchvision architecture with random weights.
@@ -379,7 +370,7 @@ fn cmd_bench(
                 "model": name, "arch": model.arch(), "batch": batch, "height": h, "width": w,
                 "threads": threads, "isa": resolved.isa.name(),
                 "layout": model.engine().layout().name(),
-                "weight_stream": weight_stream(resolved.host), "iters": iters, "warmup": warmup,
+                "weight_stream": resolved.host.name(), "iters": iters, "warmup": warmup,
                 "min_ms": min, "median_ms": median, "p90_ms": p90,
                 "images_per_s": images_per_s, "gflops": gflops, "macs": macs,
             })
@@ -391,7 +382,7 @@ fn cmd_bench(
             model.arch(),
             resolved.isa,
             model.engine().layout(),
-            weight_stream(resolved.host)
+            resolved.host.name()
         );
         say!("latency  min {min:.2} ms   median {median:.2} ms   p90 {p90:.2} ms");
         say!("throughput {images_per_s:.2} images/s, {gflops:.1} GFLOP/s effective ({:.2} GMACs per batch)", macs as f64 / 1e9);

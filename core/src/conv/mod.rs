@@ -319,6 +319,25 @@ impl Host {
         Host::default()
     }
 
+    /// Parses `SHORTCUT_WEIGHT_STREAM`'s values: `fast`, `slow`, or `auto` ([`Host::detect`]).
+    pub fn from_name(s: &str) -> Option<Host> {
+        match s {
+            "fast" => Some(Host { fast_weight_stream: true }),
+            "slow" => Some(Host { fast_weight_stream: false }),
+            "auto" => Some(Host::detect()),
+            _ => None,
+        }
+    }
+
+    /// `fast` or `slow`, as [`Host::from_name`] reads them.
+    pub fn name(self) -> &'static str {
+        if self.fast_weight_stream {
+            "fast"
+        } else {
+            "slow"
+        }
+    }
+
     /// [`Host::detect`] from the vendor string of CPUID leaf 0 (`ebx, edx, ecx`) and the
     /// signature of leaf 1 (`eax`).
     pub fn from_cpuid(vendor: (u32, u32, u32), signature: u32) -> Host {
@@ -510,7 +529,7 @@ impl PackedConv {
         }
         let nr = arch::kernels(isa).map_or(8, |k| k.gemm.nr);
         let score = |m: usize, w: f64| {
-            let tiles = out.h.div_ceil(m) * out.w.div_ceil(m);
+            let tiles = winograd_tiles(m, out);
             let edge = (tiles * m * m) as f64 / (out.h * out.w) as f64;
             let fill = tiles as f64 / (tiles.div_ceil(nr) * nr) as f64;
             let alpha = (m + 2) as f64;
@@ -876,7 +895,7 @@ impl PackedConv {
                 // Blocked Winograd keeps `M` for one panel of channels at a time.
                 let m_cols = if self.blocked_in() { gemm.nr } else { self.m_pad };
                 let per_col = alpha2 * (self.geom.in_per_group() + m_cols);
-                (out.h.div_ceil(m) * out.w.div_ceil(m), (B_BUDGET / per_col).max(nr))
+                (winograd_tiles(m, out), (B_BUDGET / per_col).max(nr))
             }
         };
         // At least enough blocks to respect the budget, more (down to one panel each) when the
@@ -1090,11 +1109,17 @@ fn small_map_heavy_weights(isa: Isa, geom: &Conv2dGeometry, out: Shape) -> bool 
     }
 }
 
+/// Winograd `F(m,3)` tiles per image for outputs of `out`'s size (partial tiles at the edges
+/// count whole).
+fn winograd_tiles(m: usize, out: Shape) -> usize {
+    out.h.div_ceil(m) * out.w.div_ceil(m)
+}
+
 /// Whether `algo` is Winograd with a tile count per image (for outputs of `out`'s size) that
 /// 8-row micro-tiles cover exactly and 7-row ones do not.
 fn eight_row_tiles(algo: ConvAlgo, out: Shape) -> bool {
     algo.winograd_m().is_some_and(|m| {
-        let tiles = out.h.div_ceil(m) * out.w.div_ceil(m);
+        let tiles = winograd_tiles(m, out);
         tiles.is_multiple_of(8) && !tiles.is_multiple_of(7)
     })
 }
